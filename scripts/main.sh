@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Main job: a small dictionary-learning run that prints the dictionary recovery error per epoch.
+# Arguments go to `udlbench run` (see `bash scripts/main.sh --help`).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh
+
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+
+exec .venv/bin/udlbench run "$@"

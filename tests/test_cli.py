@@ -1,0 +1,120 @@
+"""The ``udlbench`` command line: help, version, ``info``, argument errors and ``run`` dispatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+import udlbench
+from udlbench import cli
+
+pytestmark = pytest.mark.fast
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "udlbench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_lists_subcommands():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert "info" in result.stdout and "run" in result.stdout
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"udlbench {udlbench.__version__}"
+
+
+def test_info_prints_versions_and_devices():
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    assert torch.__version__ in result.stdout
+    assert udlbench.__version__ in result.stdout
+    assert "commit" in result.stdout
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in result.stdout
+
+
+def test_info_json():
+    result = run_cli("info", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["torch"] == torch.__version__
+    assert info["udlbench"] == udlbench.__version__
+    assert info["cpu_cores"] >= 1
+    assert len(info["cuda_devices"]) == torch.cuda.device_count()
+
+
+def test_unknown_subcommand_fails_with_message():
+    result = run_cli("no-such-command")
+    assert result.returncode != 0
+    assert "invalid choice" in result.stderr
+
+
+def test_no_subcommand_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert "usage: udlbench" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--estimator", "bogus"], "invalid choice"),
+        (["--device", "tpu"], "invalid choice"),
+        (["--epochs", "0"], "expected an integer >= 1"),
+        (["--seed", "-1"], "expected an integer >= 0"),
+        (["--seed", "one"], "expected an integer"),
+    ],
+)
+def test_run_rejects_bad_options(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_passes_parsed_options_to_quickstart(monkeypatch):
+    received = []
+    fake = types.ModuleType("udlbench.quickstart")
+    fake.main = lambda args: received.append(args) or 0
+    monkeypatch.setitem(sys.modules, "udlbench.quickstart", fake)
+
+    assert cli.main(["run"]) == 0
+    assert cli.main(["run", "--seed", "3", "--epochs", "2", "--estimator", "dec"]) == 0
+
+    defaults, chosen = received
+    assert (defaults.seed, defaults.epochs, defaults.device, defaults.estimator) == (
+        0,
+        30,
+        "cpu",
+        "ae-ls",
+    )
+    assert (chosen.seed, chosen.epochs, chosen.estimator) == (3, 2, "dec")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_run_on_cuda_without_device_fails(capsys):
+    assert cli.main(["run", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_import_is_light():
+    code = "import sys, udlbench; assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,278 @@
+"""Command-line interface: ``udlbench info`` and ``udlbench run``.
+
+``udlbench info`` prints the provenance that every result of udlbench records (versions, commit,
+threads, BLAS, devices); ``udlbench run`` is the main job, a small dictionary-learning run that
+prints the dictionary recovery error per epoch (``udlbench.quickstart``). Heavy modules (torch,
+numpy, the library) are imported inside the subcommands so that ``udlbench --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from udlbench import __version__
+
+ESTIMATORS = ("dec", "ae-lasso", "ae-ls")
+DEVICES = ("cpu", "cuda")
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit(path: Path = _REPO_ROOT) -> str:
+    """Short hash of the checkout holding ``path``, with ``-dirty`` if it has uncommitted changes.
+
+    Returns ``"unknown"`` when git is missing or ``path`` is not in a repository with commits.
+    """
+    if shutil.which("git") is None:
+        return "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit}-dirty" if status else commit
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _nvidia_driver() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out[0] if out else None
+
+
+def collect_info() -> dict[str, object]:
+    """Versions, commit, threads, BLAS and devices of this environment, as a JSON-able dict."""
+    import numpy as np
+    import torch
+
+    torch_config = torch.__config__.show()
+
+    def build_setting(key: str) -> str:
+        match = re.search(rf"\b{key}=([^,\s]*)", torch_config)
+        return match.group(1) if match else "unknown"
+
+    try:
+        numpy_blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        numpy_blas_name = f"{numpy_blas.get('name', 'unknown')} {numpy_blas.get('version', '')}"
+    except Exception:  # numpy's config layout is not a stable API; this is best effort
+        numpy_blas_name = "unknown"
+
+    try:
+        usable_cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cores = os.cpu_count() or 0
+
+    cuda_devices = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            cuda_devices.append(
+                {
+                    "index": index,
+                    "name": props.name,
+                    "memory_gib": round(props.total_memory / 2**30, 1),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
+
+    return {
+        "udlbench": __version__,
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": _package_version("scipy"),
+        "pandas": _package_version("pandas"),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch_blas": build_setting("BLAS_INFO"),
+        "torch_lapack": build_setting("LAPACK_INFO"),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "numpy_blas": numpy_blas_name.strip(),
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count() or 0,
+        "cpu_cores_usable": usable_cores,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": (
+            torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        ),
+        "nvidia_driver": _nvidia_driver() if cuda_devices else None,
+        "cuda_devices": cuda_devices,
+    }
+
+
+def format_info(info: dict[str, object]) -> str:
+    """Human-readable rendering of :func:`collect_info`."""
+    lines = [
+        f"udlbench      {info['udlbench']} (commit {info['commit']})",
+        f"python        {info['python']} on {info['platform']}",
+        f"torch         {info['torch']}",
+        f"numpy         {info['numpy']}",
+        f"scipy         {info['scipy']}",
+        f"pandas        {info['pandas']}",
+        f"threads       torch {info['torch_threads']}, interop {info['torch_interop_threads']}",
+        f"BLAS/LAPACK   torch {info['torch_blas']}/{info['torch_lapack']} "
+        f"({info['torch_cpu_capability']}), numpy {info['numpy_blas']}",
+        f"CPU           {info['cpu']}, {info['cpu_cores']} cores "
+        f"({info['cpu_cores_usable']} usable)",
+    ]
+    devices = info["cuda_devices"]
+    if devices:
+        lines.append(
+            f"CUDA          {info['cuda_version']}, cuDNN {info['cudnn_version']}, "
+            f"driver {info['nvidia_driver'] or 'unknown'}"
+        )
+        for device in devices:  # type: ignore[union-attr]
+            lines.append(
+                f"  cuda:{device['index']}       {device['name']}, {device['memory_gib']} GiB, "
+                f"compute capability {device['capability']}"
+            )
+    else:
+        built = f"built with CUDA {info['cuda_version']}" if info["cuda_version"] else "CPU-only"
+        lines.append(f"CUDA          no CUDA device (torch {built})")
+    return "\n".join(lines)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    info = collect_info()
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(
+                "udlbench run: error: --device cuda given but no CUDA device is available",
+                file=sys.stderr,
+            )
+            return 2
+    quickstart = importlib.import_module("udlbench.quickstart")
+    return int(quickstart.main(args) or 0)
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="udlbench",
+        description="Benchmark and theorem-verification harness for unrolled dictionary learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"udlbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = commands.add_parser(
+        "info",
+        help="print versions, commit, threads, BLAS and devices",
+        description="Print the provenance recorded with every result: versions, git commit, "
+        "threads, BLAS/LAPACK and devices.",
+    )
+    info.add_argument("--json", action="store_true", help="print a JSON object instead")
+    info.set_defaults(handler=_cmd_info)
+
+    run = commands.add_parser(
+        "run",
+        help="small dictionary-learning run printing recovery error per epoch",
+        description="Train an unrolled dictionary-learning autoencoder on synthetic sparse data "
+        "and print the dictionary recovery error after every epoch.",
+    )
+    run.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=0,
+        help="seed of the data, the initial dictionary and the batches (default: 0)",
+    )
+    run.add_argument(
+        "--epochs",
+        type=_int_at_least(1),
+        default=30,
+        help="number of training epochs (default: 30)",
+    )
+    run.add_argument("--device", choices=DEVICES, default="cpu", help="device (default: cpu)")
+    run.add_argument(
+        "--estimator",
+        choices=ESTIMATORS,
+        default="ae-ls",
+        help="gradient estimator of the dictionary update (default: ae-ls)",
+    )
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``udlbench`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
