@@ -69,8 +69,9 @@ def test_default_step_is_one_over_sigma_max_squared():
     L = float(torch.linalg.matrix_norm(d.D_star, 2) ** 2)
     assert lipschitz_constant(d.D_star) == pytest.approx(L, rel=1e-8)
     z = encoders.ista(d.X, d.D_star, lam=0.1, n_layers=20)
-    assert torch.allclose(z, encoders.ista(d.X, d.D_star, lam=0.1, n_layers=20, alpha=1 / L),
-                          atol=1e-9)
+    assert torch.allclose(
+        z, encoders.ista(d.X, d.D_star, lam=0.1, n_layers=20, alpha=1 / L), atol=1e-9
+    )
 
 
 @settings(max_examples=15)
@@ -96,7 +97,7 @@ def test_ista_converges_to_the_certified_lasso_solution():
 def test_group_hard_and_relu_encoders_run_their_prox():
     d = problem()
     zg = encoders.ista(d.X, d.D_star, lam=0.3, n_layers=30, prox="group", group_size=4)
-    active = (zg.reshape(16, 10, 4).abs().sum(-1) > 0)
+    active = zg.reshape(16, 10, 4).abs().sum(-1) > 0
     assert bool(((zg.reshape(16, 10, 4) != 0).all(-1) | ~active).all())  # whole groups or none
     zr = encoders.ista(d.X, d.D_star, lam=0.1, n_layers=30, prox="relu")
     assert bool((zr >= 0).all())
@@ -114,13 +115,15 @@ def test_truncated_backprop_differentiates_only_the_last_layers():
         (g,) = torch.autograd.grad((run(D) ** 2).sum(), D)
         return g
 
-    truncated = grad_of(lambda D: encoders.ista(d.X, D, lam=0.1, alpha=0.1, n_layers=T,
-                                                backprop_depth=K))
+    truncated = grad_of(
+        lambda D: encoders.ista(d.X, D, lam=0.1, alpha=0.1, n_layers=T, backprop_depth=K)
+    )
     start = encoders.ista(d.X, d.D_star, lam=0.1, alpha=0.1, n_layers=T - K)
     restarted = grad_of(lambda D: encoders.ista(d.X, D, lam=0.1, alpha=0.1, n_layers=K, z0=start))
     full = grad_of(lambda D: encoders.ista(d.X, D, lam=0.1, alpha=0.1, n_layers=T))
-    deep = grad_of(lambda D: encoders.ista(d.X, D, lam=0.1, alpha=0.1, n_layers=T,
-                                           backprop_depth=T))
+    deep = grad_of(
+        lambda D: encoders.ista(d.X, D, lam=0.1, alpha=0.1, n_layers=T, backprop_depth=T)
+    )
     assert torch.allclose(truncated, restarted, atol=1e-13)
     assert torch.equal(deep, full)
     assert not torch.allclose(truncated, full, atol=1e-6)
@@ -175,6 +178,12 @@ def test_lam_above_lam_max_warns_and_codes_are_zero():
 
 def test_check_step_false_allows_a_divergent_step_on_purpose():
     d = problem()
-    z = encoders.ista(d.X, d.D_star, lam=0.0, alpha=3.0 / lipschitz_constant(d.D_star),
-                      n_layers=40, check_step=False)
+    z = encoders.ista(
+        d.X,
+        d.D_star,
+        lam=0.0,
+        alpha=3.0 / lipschitz_constant(d.D_star),
+        n_layers=40,
+        check_step=False,
+    )
     assert float(z.abs().max()) > 1e3

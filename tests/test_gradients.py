@@ -52,16 +52,18 @@ def test_dec_is_the_closed_form_with_codes_held_constant():
     g = gradients.estimate("dec", X, D, lam=LAM, alpha=ALPHA, n_layers=T)
     assert torch.allclose(g, expected, atol=1e-15, rtol=1e-12)
     # ... and it differs from back-propagating the same loss (no silent .detach() equivalence)
-    assert not torch.allclose(g, gradients.estimate("ae-ls", X, D, lam=LAM, alpha=ALPHA,
-                                                    n_layers=T), atol=1e-6)
+    assert not torch.allclose(
+        g, gradients.estimate("ae-ls", X, D, lam=LAM, alpha=ALPHA, n_layers=T), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("kind", ["ae-lasso", "ae-ls"])
 def test_gradients_match_central_finite_differences(kind):
     X, D, _ = problem()
     g = gradients.estimate(kind, X, D, lam=LAM, alpha=ALPHA, n_layers=T)
-    directions = torch.randn((3, *D.shape), generator=torch.Generator().manual_seed(3),
-                             dtype=D.dtype)
+    directions = torch.randn(
+        (3, *D.shape), generator=torch.Generator().manual_seed(3), dtype=D.dtype
+    )
 
     def loss(W):
         Z = encoders.ista(X, W, lam=LAM, alpha=ALPHA, n_layers=T)
@@ -80,7 +82,9 @@ def test_aux_identity_lasso_minus_ls_is_lam_jt_sign():
     """P-AUX: g_ae-lasso - g_ae-ls = lam mean_i J_T^i^T sign(z_T^i), to 1e-12."""
     X, D, _ = problem()
     kw = dict(lam=LAM, alpha=ALPHA, n_layers=T)
-    difference = gradients.estimate("ae-lasso", X, D, **kw) - gradients.estimate("ae-ls", X, D, **kw)
+    difference = gradients.estimate("ae-lasso", X, D, **kw) - gradients.estimate(
+        "ae-ls", X, D, **kw
+    )
     z_T = encoders.ista(X, D, **kw)
     rhs = LAM * jacobians.vjp_autograd(X, D, torch.sign(z_T), **kw)
     assert float((difference - rhs).norm()) <= 1e-12 * float(rhs.norm())
@@ -89,8 +93,9 @@ def test_aux_identity_lasso_minus_ls_is_lam_jt_sign():
 def test_per_sample_gradients_average_to_the_batch_gradient():
     X, D, _ = problem()
     for kind in gradients.ESTIMATORS:
-        per_sample = gradients.estimate(kind, X, D, lam=LAM, alpha=ALPHA, n_layers=T,
-                                        reduction="none")
+        per_sample = gradients.estimate(
+            kind, X, D, lam=LAM, alpha=ALPHA, n_layers=T, reduction="none"
+        )
         assert per_sample.shape == (X.shape[0], *D.shape)
         mean = gradients.estimate(kind, X, D, lam=LAM, alpha=ALPHA, n_layers=T)
         assert torch.allclose(per_sample.mean(0), mean, atol=1e-15)
@@ -126,8 +131,9 @@ def test_converged_encoder_limits(seed):
 def test_oracles():
     X, D, d = problem()
     z_hat = lasso.solve(X, D, lam=LAM)
-    assert torch.allclose(gradients.oracle("hat", X, D, lam=LAM),
-                          (z_hat @ D.T - X).T @ z_hat / X.shape[0], atol=1e-15)
+    assert torch.allclose(
+        gradients.oracle("hat", X, D, lam=LAM), (z_hat @ D.T - X).T @ z_hat / X.shape[0], atol=1e-15
+    )
     g_star = gradients.oracle("star", X, d.D_star, Z_star=d.Z_star)
     assert float(g_star.abs().max()) < 1e-14  # noiseless data: D* z* = x
     with pytest.raises(ValueError, match="Z_star"):
@@ -148,7 +154,8 @@ def test_float32_gradients_agree_with_float64(device):
     X, D, _ = problem()
     for kind in gradients.ESTIMATORS:
         g64 = gradients.estimate(kind, X, D, lam=LAM, alpha=ALPHA, n_layers=T)
-        g32 = gradients.estimate(kind, X.float().to(device), D.float().to(device), lam=LAM,
-                                 alpha=ALPHA, n_layers=T)
+        g32 = gradients.estimate(
+            kind, X.float().to(device), D.float().to(device), lam=LAM, alpha=ALPHA, n_layers=T
+        )
         assert g32.dtype == torch.float32
         assert torch.allclose(g32.double().cpu(), g64, atol=1e-4)

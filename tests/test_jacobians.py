@@ -20,14 +20,21 @@ def problem(seed=0, n=10):
     return d.X, D, E, V
 
 
-@pytest.mark.parametrize("prox, group_size, lam_decay", [("soft", None, None),
-                                                         ("soft", None, 0.98),
-                                                         ("group", 2, None),
-                                                         ("relu", None, None)])
+@pytest.mark.parametrize(
+    "prox, group_size, lam_decay",
+    [("soft", None, None), ("soft", None, 0.98), ("group", 2, None), ("relu", None, None)],
+)
 def test_recursion_equals_autograd_at_every_layer(prox, group_size, lam_decay):
     X, D, E, _ = problem()
-    kw = dict(lam=LAM, alpha=ALPHA, n_layers=60, prox=prox, lam_decay=lam_decay,
-              group_size=group_size, trace=True)
+    kw = dict(
+        lam=LAM,
+        alpha=ALPHA,
+        n_layers=60,
+        prox=prox,
+        lam_decay=lam_decay,
+        group_size=group_size,
+        trace=True,
+    )
     kw = {k: v for k, v in kw.items() if v is not None}
     by_recursion = jacobians.jvp_recursion(X, D, E, **kw)
     by_autograd = jacobians.jvp_autograd(X, D, E, **kw)
@@ -68,8 +75,7 @@ def test_closed_form_jvp_and_vjp_are_adjoint():
     rhs = (jacobians.vjp_closed_form(X, D, V, z_hat, reduction="none").sum(0) * E).sum()
     assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
     per_sample = jacobians.vjp_closed_form(X, D, V, z_hat, reduction="none")
-    assert torch.allclose(per_sample.mean(0), jacobians.vjp_closed_form(X, D, V, z_hat),
-                          atol=1e-15)
+    assert torch.allclose(per_sample.mean(0), jacobians.vjp_closed_form(X, D, V, z_hat), atol=1e-15)
 
 
 def test_closed_form_matches_finite_differences_of_the_lasso_solution():

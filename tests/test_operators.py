@@ -13,7 +13,8 @@ pytestmark = pytest.mark.fast
 
 EPS = 1e-12
 vectors = arrays(
-    "float64", st.integers(1, 24).map(lambda k: 2 * k),
+    "float64",
+    st.integers(1, 24).map(lambda k: 2 * k),
     elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False),
 )
 thresholds = st.floats(0.0, 5.0, allow_subnormal=False)
@@ -98,7 +99,9 @@ def test_autograd_derivatives_follow_the_documented_conventions():
 def test_group_prox_jacobian_is_the_exact_nondiagonal_one():
     v = torch.tensor([3.0, 4.0], dtype=torch.float64)
     b = 1.0
-    jac = torch.autograd.functional.jacobian(lambda x: ops.group_soft_threshold(x, b, group_size=2), v)
+    jac = torch.autograd.functional.jacobian(
+        lambda x: ops.group_soft_threshold(x, b, group_size=2), v
+    )
     norm = 5.0
     expected = (1 - b / norm) * torch.eye(2, dtype=torch.float64) + b * torch.outer(v, v) / norm**3
     assert torch.allclose(jac, expected, atol=1e-14)

@@ -21,14 +21,16 @@ def problem():
 @pytest.mark.parametrize("estimator", ["dec", "ae-lasso", "ae-ls"])
 def test_pudle_reduces_the_dictionary_error(problem, estimator):
     d, D0 = problem
-    learner = training.PUDLE(lam=0.1, n_layers=30, estimator=estimator, lr=5e-3, batch_size=50,
-                             n_epochs=4).fit(d.X, D0, D_star=d.D_star)
+    learner = training.PUDLE(
+        lam=0.1, n_layers=30, estimator=estimator, lr=5e-3, batch_size=50, n_epochs=4
+    ).fit(d.X, D0, D_star=d.D_star)
     records = learner.records_
     assert list(records.columns[:4]) == ["step", "epoch", "loss", "time"]
     assert len(records) == 1 + 4 * 8 and records["step"].tolist() == list(range(33))
     assert records["error_spectral"].iloc[-1] < 0.85 * records["error_spectral"].iloc[0]
     assert learner.records_["error_spectral"].iloc[-1] == pytest.approx(
-        metrics.dictionary_error(learner.dictionary_, d.D_star))
+        metrics.dictionary_error(learner.dictionary_, d.D_star)
+    )
     assert bool((records["time"].diff().dropna() > 0).all())
     # atoms stay on the unit sphere
     assert torch.allclose(learner.dictionary_.norm(dim=0), torch.ones(30, dtype=torch.float64))
@@ -58,16 +60,26 @@ def test_same_seed_same_numbers_and_callback_stops(problem):
 def test_nu_schedule_is_recorded_and_used(problem):
     d, D0 = problem
     schedule = functools.partial(operators.nu_at_step, every=2, decrement=0.05)
-    learner = training.PUDLE(lam=0.1, n_layers=10, lam_decay=schedule, lr=1e-3, batch_size=100,
-                             n_epochs=2).fit(d.X, D0)
+    learner = training.PUDLE(
+        lam=0.1, n_layers=10, lam_decay=schedule, lr=1e-3, batch_size=100, n_epochs=2
+    ).fit(d.X, D0)
     assert learner.records_["nu"].tolist() == pytest.approx(
-        [1.0, 1.0, 0.95, 0.95, 0.9, 0.9, 0.85, 0.85, 0.8])
+        [1.0, 1.0, 0.95, 0.95, 0.9, 0.9, 0.85, 0.85, 0.8]
+    )
 
 
 def test_ball_constraint_projects_and_max_steps_caps(problem):
     d, D0 = problem
-    learner = training.PUDLE(lam=0.1, n_layers=5, lr=0.05, optimizer="sgd", constraint="ball",
-                             max_steps=3, n_epochs=5, batch_size=50).fit(d.X, 2 * D0)
+    learner = training.PUDLE(
+        lam=0.1,
+        n_layers=5,
+        lr=0.05,
+        optimizer="sgd",
+        constraint="ball",
+        max_steps=3,
+        n_epochs=5,
+        batch_size=50,
+    ).fit(d.X, 2 * D0)
     assert len(learner.records_) == 4
     assert bool((learner.dictionary_.norm(dim=0) <= 1 + 1e-12).all())
 

@@ -81,7 +81,8 @@ def check_data(X: torch.Tensor, D: torch.Tensor, *, name: str = "X") -> torch.Te
     check_same_kind(D=D, **{name: X})
     if X.shape[1] != D.shape[0]:
         raise ValueError(
-            f"{name} has shape {tuple(X.shape)} but D has shape {tuple(D.shape)}: samples are rows, "
+            f"{name} has shape {tuple(X.shape)} but D has shape {tuple(D.shape)}: "
+            "samples are rows, "
             f"so {name}.shape[1] must equal D.shape[0] = {D.shape[0]}."
         )
     return X

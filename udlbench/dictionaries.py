@@ -237,9 +237,6 @@ class Convolutional:
         code_size = tuple(Z.shape[2:])
         if any(c < 1 for c in code_size):
             raise ValueError(f"Z has an empty spatial size {code_size}.")
-        natural = tuple(
-            (c - 1) * self.stride + k for c, k in zip(code_size, self.kernel_size, strict=True)
-        )
         if signal_size is None:
             return self._conv_t(Z, self.weight, stride=self.stride)
         signal_size = self._check_size("signal_size", signal_size)
@@ -251,7 +248,10 @@ class Convolutional:
                 f"{self.kernel_size} and stride {self.stride}); decode would not be the adjoint of "
                 "adjoint. Pass the signal size the codes were computed from."
             )
-        padding = tuple(s - m for s, m in zip(signal_size, natural, strict=True))
+        natural = tuple(
+            (c - 1) * self.stride + k for c, k in zip(code_size, self.kernel_size, strict=True)
+        )
+        padding = tuple(s - m for s, m in zip(signal_size, natural, strict=True))  # < stride
         return self._conv_t(Z, self.weight, stride=self.stride, output_padding=padding)
 
     def adjoint(self, X: torch.Tensor) -> torch.Tensor:
@@ -269,10 +269,10 @@ class Convolutional:
         """``sigma_max(H)^2`` for signals of the given spatial size, in float64, outside the
         autograd graph (see :func:`largest_eigenvalue`)."""
         signal_size = self._check_size("signal_size", signal_size)
-        operator = Convolutional(self.weight.detach().to(torch.float64), stride=self.stride)
+        detached = Convolutional(self.weight.detach().to(torch.float64), stride=self.stride)
         shape = (1, self.weight.shape[0], *self._code_size(signal_size))
         return largest_eigenvalue(
-            lambda v: operator.adjoint(operator.decode(v, signal_size)),
+            lambda v: detached.adjoint(detached.decode(v, signal_size)),
             shape,
             device=self.weight.device,
         )

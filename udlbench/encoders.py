@@ -45,7 +45,8 @@ class ZeroCodeWarning(UserWarning):
 def working_residual(
     family: str, X: torch.Tensor, prediction: torch.Tensor, trials: torch.Tensor | float | None
 ) -> torch.Tensor:
-    """The residual ``r`` whose correlation ``D^T r`` is the descent direction (ICML 2020, Tab. 1)."""
+    """The residual ``r`` whose correlation ``D^T r`` is the descent direction
+    (ICML 2020, Table 1)."""
     if family == "gaussian":
         return X - prediction
     if family == "binomial":
@@ -234,8 +235,18 @@ def ista(
     Tensor of shape (n, p), or (T + 1, n, p) with ``trace=True``.
     """
     return unroll(
-        X, D, lam=lam, n_layers=n_layers, alpha=alpha, prox=prox, lam_decay=lam_decay, z0=z0,
-        trace=trace, group_size=group_size, backprop_depth=backprop_depth, check_step=check_step,
+        X,
+        D,
+        lam=lam,
+        n_layers=n_layers,
+        alpha=alpha,
+        prox=prox,
+        lam_decay=lam_decay,
+        z0=z0,
+        trace=trace,
+        group_size=group_size,
+        backprop_depth=backprop_depth,
+        check_step=check_step,
     )
 
 
@@ -257,12 +268,23 @@ def fista(
     """Unrolled FISTA (Beck & Teboulle, 2009) with the arguments of :func:`ista`.
 
     ``z_{t+1} = prox(y_t - alpha D^T (D y_t - x))``, ``y_{t+1} = z_{t+1} + ((m_t - 1)/m_{t+1})
-    (z_{t+1} - z_t)``, ``m_{t+1} = (1 + sqrt(1 + 4 m_t^2)) / 2``, ``m_0 = 1``; returns the prox iterate
-    ``z_T`` (Malezieux et al., ICLR 2022, Sec. 2; their public code returns ``y_T`` instead).
+    (z_{t+1} - z_t)``, ``m_{t+1} = (1 + sqrt(1 + 4 m_t^2)) / 2``, ``m_0 = 1``; returns the prox
+    iterate ``z_T`` (Malezieux et al., ICLR 2022, Sec. 2; their public code returns ``y_T``
+    instead).
     """
     return unroll(
-        X, D, lam=lam, n_layers=n_layers, alpha=alpha, prox=prox, lam_decay=lam_decay, z0=z0,
-        trace=trace, group_size=group_size, backprop_depth=backprop_depth, check_step=check_step,
+        X,
+        D,
+        lam=lam,
+        n_layers=n_layers,
+        alpha=alpha,
+        prox=prox,
+        lam_decay=lam_decay,
+        z0=z0,
+        trace=trace,
+        group_size=group_size,
+        backprop_depth=backprop_depth,
+        check_step=check_step,
         accelerate=True,
     )
 
@@ -295,14 +317,32 @@ def expfamily(
     to ReLU_b for non-negative codes; ``b = alpha * lam_t``. Other arguments as :func:`ista`.
     """
     return unroll(
-        Y, H, lam=lam, n_layers=n_layers, alpha=alpha, prox=prox, lam_decay=lam_decay, z0=z0,
-        trace=trace, accelerate=accelerate, family=family, trials=trials, W_e=W_e, W_d=W_d,
-        backprop_depth=backprop_depth, check_step=check_step,
+        Y,
+        H,
+        lam=lam,
+        n_layers=n_layers,
+        alpha=alpha,
+        prox=prox,
+        lam_decay=lam_decay,
+        z0=z0,
+        trace=trace,
+        accelerate=accelerate,
+        family=family,
+        trials=trials,
+        W_e=W_e,
+        W_d=W_d,
+        backprop_depth=backprop_depth,
+        check_step=check_step,
     )
 
 
 def proximal_gradient_map(
-    Z: torch.Tensor, X: torch.Tensor, D: torch.Tensor, *, lam: float, alpha: float,
+    Z: torch.Tensor,
+    X: torch.Tensor,
+    D: torch.Tensor,
+    *,
+    lam: float,
+    alpha: float,
     prox: str = "soft",
 ) -> torch.Tensor:
     """One ISTA map ``Phi(z) = prox_{alpha lam}(z - alpha D^T (D z - x))`` for any alpha > 0.

@@ -90,8 +90,9 @@ def estimate(
     else:
         z0 = options.pop("z0", None)
         per_sample = [
-            _backpropagate(kind, X[i : i + 1], D, lam,
-                           {**options, "z0": None if z0 is None else z0[i : i + 1]})
+            _backpropagate(
+                kind, X[i : i + 1], D, lam, {**options, "z0": None if z0 is None else z0[i : i + 1]}
+            )
             for i in range(X.shape[0])
         ]
         grad = torch.stack([g for g, _ in per_sample])

@@ -33,8 +33,15 @@ def _resolve_alpha(D: torch.Tensor, alpha: float | None) -> float:
 
 
 def jvp_autograd(
-    X: torch.Tensor, D: torch.Tensor, E: torch.Tensor, *, lam, n_layers: int,
-    alpha: float | None = None, trace: bool = False, **encoder_options,
+    X: torch.Tensor,
+    D: torch.Tensor,
+    E: torch.Tensor,
+    *,
+    lam,
+    n_layers: int,
+    alpha: float | None = None,
+    trace: bool = False,
+    **encoder_options,
 ) -> torch.Tensor:
     """``J_T[E]`` (n, p) by forward-mode autograd through the unrolled encoder; with
     ``trace=True`` every ``J_t[E]``, t = 0..T, stacked as (T + 1, n, p)."""
@@ -47,8 +54,15 @@ def jvp_autograd(
 
 
 def vjp_autograd(
-    X: torch.Tensor, D: torch.Tensor, V: torch.Tensor, *, lam, n_layers: int,
-    alpha: float | None = None, reduction: str = "mean", **encoder_options,
+    X: torch.Tensor,
+    D: torch.Tensor,
+    V: torch.Tensor,
+    *,
+    lam,
+    n_layers: int,
+    alpha: float | None = None,
+    reduction: str = "mean",
+    **encoder_options,
 ) -> torch.Tensor:
     """``J_T^T[V]`` by reverse-mode autograd: mean over samples of ``J_T^i^T v_i`` (m, p), or
     per sample (n, m, p) with ``reduction="none"``."""
@@ -70,9 +84,17 @@ def vjp_autograd(
 
 
 def jvp_recursion(
-    X: torch.Tensor, D: torch.Tensor, E: torch.Tensor, *, lam, n_layers: int,
-    alpha: float | None = None, prox: str = "soft", lam_decay: float | None = None,
-    group_size: int | None = None, trace: bool = False,
+    X: torch.Tensor,
+    D: torch.Tensor,
+    E: torch.Tensor,
+    *,
+    lam,
+    n_layers: int,
+    alpha: float | None = None,
+    prox: str = "soft",
+    lam_decay: float | None = None,
+    group_size: int | None = None,
+    trace: bool = False,
 ) -> torch.Tensor:
     """``J_T[E]`` by the forward recursion of Malezieux et al. (ICLR 2022, Thm 2.4) for unrolled
     ISTA from ``z_0 = 0`` (so ``J_0 = 0``); ``prox'`` is the derivative of the chosen operator
@@ -130,7 +152,11 @@ def jvp_closed_form(
 
 
 def vjp_closed_form(
-    X: torch.Tensor, D: torch.Tensor, V: torch.Tensor, Z_hat: torch.Tensor, *,
+    X: torch.Tensor,
+    D: torch.Tensor,
+    V: torch.Tensor,
+    Z_hat: torch.Tensor,
+    *,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """``J_hat^T[V]`` at the lasso solution: per sample ``-(D z - x) w^T - D w z^T`` with
@@ -142,7 +168,9 @@ def vjp_closed_form(
     residual = Z_hat @ D.T - X
     W = support_solve(D, Z_hat, V)
     if reduction == "none":
-        return -(torch.einsum("nm,np->nmp", residual, W) + torch.einsum("nm,np->nmp", W @ D.T, Z_hat))
+        return -(
+            torch.einsum("nm,np->nmp", residual, W) + torch.einsum("nm,np->nmp", W @ D.T, Z_hat)
+        )
     return -(residual.T @ W + D @ (W.T @ Z_hat)) / X.shape[0]
 
 

@@ -155,7 +155,9 @@ def dictionary_error(
     Returns
     -------
     float
-        The relative error; ``spectral <= fro`` for the same inputs.
+        The relative error. The absolute errors satisfy ``||E||_2 <= ||E||_F``, but the relative
+        ones divide by different norms of ``D*_bar`` and are not ordered: for ``D* = I_p`` a
+        rank-one error gives a spectral error ``sqrt(p)`` times the Frobenius one.
     """
     check_choice("norm", norm, ["spectral", "fro"])
     D_bar, D_star_bar = _prepared(D, D_star, align=align, normalize=normalize)
@@ -204,11 +206,15 @@ def atom_sines(D: torch.Tensor, D_star: torch.Tensor, *, align: bool = True) -> 
     Returns
     -------
     Tensor of shape (p,)
-        Values in [0, 1], dtype and device of ``D``.
+        Values in [0, 1], dtype and device of ``D``. Computed as ``||h_hat - <h, h_hat> h||``,
+        equal to the formula above for unit vectors and accurate for small angles.
     """
     D_bar, D_star_bar = _prepared(D, D_star, align=align, normalize=True)
     cosines = (D_bar * D_star_bar).sum(dim=0)
-    return torch.sqrt(torch.clamp(1 - cosines.square(), min=0)).to(D.dtype)
+    # ||h_hat - <h, h_hat> h|| equals sqrt(1 - <h, h_hat>^2) for unit vectors and, unlike it,
+    # keeps full relative accuracy for small angles
+    sines = torch.linalg.vector_norm(D_bar - cosines * D_star_bar, dim=0)
+    return sines.clamp(max=1.0).to(D.dtype)
 
 
 def coherence(D: torch.Tensor) -> float:

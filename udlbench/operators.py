@@ -114,16 +114,15 @@ def lam_schedule(
         raise ValueError("lam_decay applies to a scalar lam; got a per-layer sequence as well.")
     values = [float(v) for v in lam]
     if len(values) != n_layers:
-        raise ValueError(
-            f"a per-layer lam needs n_layers={n_layers} values; got {len(values)}."
-        )
+        raise ValueError(f"a per-layer lam needs n_layers={n_layers} values; got {len(values)}.")
     for t, v in enumerate(values):
         check_nonnegative(f"lam[{t}]", v)
     return values
 
 
-def nu_at_step(step: int, *, nu0: float = 1.0, decrement: float = 0.005, every: int = 100,
-               nu_min: float = 0.5) -> float:
+def nu_at_step(
+    step: int, *, nu0: float = 1.0, decrement: float = 0.005, every: int = 100, nu_min: float = 0.5
+) -> float:
     """Training schedule of the decay factor: ``nu = nu0 - decrement * floor(step / every)``.
 
     Tolooshams & Ba (TMLR 2023), App. C.1: "nu is decreased in value by 0.005 every 100 update

@@ -27,22 +27,32 @@ def main(args: argparse.Namespace) -> int:
     problem = data.make_sparse(M, P, N, S, seed=args.seed, dtype=torch.float32, device=device)
     D0 = data.perturb(problem.D_star, 0.55 / math.log(M), seed=args.seed + 1)
     learner = training.PUDLE(
-        lam=LAM, n_layers=N_LAYERS, alpha=ALPHA, estimator=args.estimator, lr=LR,
-        batch_size=BATCH, n_epochs=args.epochs, seed=args.seed,
+        lam=LAM,
+        n_layers=N_LAYERS,
+        alpha=ALPHA,
+        estimator=args.estimator,
+        lr=LR,
+        batch_size=BATCH,
+        n_epochs=args.epochs,
+        seed=args.seed,
     )
     print(
         f"PUDLE g_{args.estimator}: m={M} p={P} s={S} n={N}, T={N_LAYERS}, lam={LAM}, "
         f"alpha={ALPHA}, Adam lr={LR} batch={BATCH}, {args.epochs} epochs on {device} "
         f"(float32, seed {args.seed})"
     )
-    print(f"{'epoch':>5} {'updates':>7} {'loss':>10} {'err ||.||_2':>12} {'err ||.||_F':>12} "
-          f"{'time [s]':>9}")
+    print(
+        f"{'epoch':>5} {'updates':>7} {'loss':>10} {'err ||.||_2':>12} {'err ||.||_F':>12} "
+        f"{'time [s]':>9}"
+    )
 
     def report(row: dict) -> bool:
         if row["step"] == 0 or row["step"] % (N // BATCH) == 0:
             loss = "-" if math.isnan(row["loss"]) else f"{row['loss']:.4g}"
-            print(f"{row['epoch']:>5} {row['step']:>7} {loss:>10} "
-                  f"{row['error_spectral']:>12.4e} {row['error_fro']:>12.4e} {row['time']:>9.2f}")
+            print(
+                f"{row['epoch']:>5} {row['step']:>7} {loss:>10} "
+                f"{row['error_spectral']:>12.4e} {row['error_fro']:>12.4e} {row['time']:>9.2f}"
+            )
             sys.stdout.flush()
         return False
 

@@ -56,7 +56,9 @@ class DictionaryLearner:
             raise ValueError(f"lr must be > 0; got {lr!r}.")
         self.lr = float(lr)
         self.n_epochs = check_positive_int("n_epochs", n_epochs)
-        self.batch_size = None if batch_size is None else check_positive_int("batch_size", batch_size)
+        self.batch_size = (
+            None if batch_size is None else check_positive_int("batch_size", batch_size)
+        )
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
         self.adam_eps = check_nonnegative("adam_eps", adam_eps)
         self.constraint = check_choice("constraint", constraint, list(CONSTRAINTS))
@@ -193,8 +195,15 @@ class PUDLE(DictionaryLearner):
 
     def gradient(self, X, D, step):
         grad, Z = gradients.estimate(
-            self.estimator, X, D, lam=self.lam, n_layers=self.n_layers, alpha=self.alpha,
-            encoder=self.encoder, backprop_depth=self.backprop_depth, return_codes=True,
+            self.estimator,
+            X,
+            D,
+            lam=self.lam,
+            n_layers=self.n_layers,
+            alpha=self.alpha,
+            encoder=self.encoder,
+            backprop_depth=self.backprop_depth,
+            return_codes=True,
             **self._encoder_options(step),
         )
         loss = 0.5 * ((X - Z @ D.T) ** 2).sum(1).mean()

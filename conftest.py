@@ -1,4 +1,5 @@
-"""Shared test configuration: one thread, hypothesis profiles, ``device`` and ``dtype`` fixtures.
+"""Test configuration shared by tests/ and theorems/: one thread, hypothesis profiles, ``device``
+and ``dtype`` fixtures.
 
 Hypothesis profiles are chosen by the environment variable ``HYPOTHESIS_PROFILE``: ``dev`` (the
 default) and ``ci`` (derandomised, no deadline, no example database), as in SciPy and PyTorch.
