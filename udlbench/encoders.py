@@ -14,7 +14,7 @@ Table 1 and eq. 5):
 
 FISTA (Beck & Teboulle, 2009) adds the momentum step and returns the last prox iterate (not the
 extrapolated point; Malezieux et al., ICLR 2022, Sec. 2). The step defaults to ``1/L`` with
-``L = sigma_max(D)^2`` computed by power iteration outside the autograd graph (``4/L`` for the
+``L = sigma_max(D)^2`` computed outside the autograd graph (``4/L`` for the
 binomial family, ICML 2020 Sec. 3.2). Autograd runs through every use of ``D``.
 """
 
@@ -55,7 +55,7 @@ def working_residual(
 
 
 def default_step(dictionary: Dictionary, X: torch.Tensor, family: str = "gaussian") -> float:
-    """``1/L`` (Gaussian) or ``4/L`` (binomial), ``L = sigma_max(D)^2`` by power iteration."""
+    """``1/L`` (Gaussian) or ``4/L`` (binomial), ``L = sigma_max(D)^2`` (float64, no autograd)."""
     if family == "poisson":
         raise ValueError(
             "alpha is required for the Poisson family: its log-likelihood gradient is not "
@@ -132,6 +132,13 @@ def unroll(
             raise ValueError("family='binomial' needs trials (the number of trials M per entry).")
         if isinstance(trials, torch.Tensor):
             check_tensor("trials", trials)
+            try:
+                torch.broadcast_shapes(trials.shape, X.shape)
+            except RuntimeError:
+                raise ValueError(
+                    f"trials has shape {tuple(trials.shape)}, which does not broadcast against X "
+                    f"of shape {tuple(X.shape)}; use a number or e.g. shape (n, 1, ..., 1)."
+                ) from None
             if bool((trials <= 0).any()):
                 raise ValueError("trials must be positive.")
         elif not float(trials) > 0:
@@ -146,6 +153,9 @@ def unroll(
     tied = W_e is None and W_d is None
     encode_with = dictionary if W_e is None else as_dictionary(W_e, name="W_e")
     predict_with = dictionary if W_d is None else as_dictionary(W_d, name="W_d")
+    for name, weights in (("W_e", encode_with), ("W_d", predict_with)):
+        weights.check_signal(X)
+        check_same_kind(D=dictionary.weight, **{name: weights.weight})
     if alpha is None:
         if not tied:
             raise ValueError("alpha is required with untied weights W_e / W_d (ICML 2020, eq. 6).")

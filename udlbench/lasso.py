@@ -288,15 +288,16 @@ def solve(
 ) -> torch.Tensor | tuple[torch.Tensor, LassoInfo]:
     """Certified lasso codes ``argmin_z 0.5 ||x - D z||^2 + lam ||z||_1`` for every row of X.
 
-    FISTA (Beck & Teboulle, 2009) with step ``1/L``, ``L = sigma_max(D)^2``, in Gram form (one
-    ``(n, p) x (p, p)`` product per iteration), from ``z = 0``. Every ``check_every`` iterations
-    each uncertified sample is polished on the signed support ``(S, s)`` of its FISTA iterate,
-    ``z_S = (D_S^T D_S)^{-1} (D_S^T x - lam s)``, ``z = 0`` off S, and the polished point is
-    accepted when it keeps the signed support and passes :func:`kkt_certificate` (Tolooshams &
-    Ba, TMLR 2023, Lemma A.3 and Assumption 3.6; ``THEOREMS.md`` section 0.4). Certified samples
-    are frozen at the polished value and leave the FISTA batch; the others continue from their
-    FISTA iterate. A certified code is therefore the unique lasso solution to float64 rounding,
-    and a fixed point of ISTA for every step size (Lemma 3.2).
+    FISTA (Beck & Teboulle, SIAM J. Imaging Sci. 2009) with step ``1/L``,
+    ``L = sigma_max(D)^2``, in Gram form (one ``(n, p) x (p, p)`` product per iteration), from
+    ``z = 0``. Every ``check_every`` iterations each uncertified sample is polished on the signed
+    support ``(S, s)`` of its FISTA iterate, ``z_S = (D_S^T D_S)^{-1} (D_S^T x - lam s)``,
+    ``z = 0`` off S (a Cholesky solve plus one step of iterative refinement), and the polished
+    point is accepted when it keeps the signed support and passes :func:`kkt_certificate`
+    (Tolooshams & Ba, TMLR 2023, Lemma A.3 and Assumption 3.6; ``THEOREMS.md`` section 0.4).
+    Certified samples are frozen at the polished value and leave the FISTA batch; the others
+    continue from their FISTA iterate. A certified code is therefore the unique lasso solution to
+    float64 rounding, and a fixed point of ISTA for every step size (Lemma 3.2).
 
     A sample with ``lam >= lam_max = ||D^T x||_inf`` gets exactly ``z = 0``, a minimizer
     (TMLR 2023, Sec. 3) and no FISTA iterations. It is certified when ``lam_max < lam (1 - 1e-9)``
