@@ -14,7 +14,9 @@ pytestmark = pytest.mark.fast
 def test_record_round_trip_and_plain_values(tmp_path):
     record = evidence.Evidence(claim="P-T4.3", test="test_rate", statement="Thm 4.3")
     record.measure(
-        rate=np.float64(0.91), ratios=torch.tensor([1.0, 0.99], dtype=torch.float64), bad=float("nan")
+        rate=np.float64(0.91),
+        ratios=torch.tensor([1.0, 0.99], dtype=torch.float64),
+        bad=float("nan"),
     )
     record.predict(rate=0.91)
     record.verdict = "holds"

@@ -79,7 +79,7 @@ class Dense:
         return X @ self.weight
 
     def lipschitz(self, signal_size: tuple[int, ...] | None = None) -> float:
-        """``sigma_max(D)^2``, in float64 and outside the autograd graph (:func:`lipschitz_constant`)."""
+        """``sigma_max(D)^2`` in float64 outside the autograd graph (``lipschitz_constant``)."""
         return lipschitz_constant(self.weight)
 
 
