@@ -53,8 +53,20 @@ def test_same_seed_same_numbers_and_callback_stops(problem):
     assert torch.equal(a.dictionary_, b.dictionary_)
     c = training.PUDLE(**{**kw, "seed": 8}).fit(d.X, D0)
     assert not torch.equal(a.dictionary_, c.dictionary_)
-    stopped = training.PUDLE(**kw).fit(d.X, D0, callback=lambda row: row["step"] >= 3)
+    stopped = training.PUDLE(**kw).fit(d.X, D0, callback=lambda row, D: row["step"] >= 3)
     assert stopped.records_["step"].tolist() == [0, 1, 2, 3]
+
+
+def test_record_every_and_callback_sees_the_dictionary(problem):
+    d, D0 = problem
+    seen = []
+    learner = training.PUDLE(lam=0.1, n_layers=5, lr=1e-3, batch_size=100, n_epochs=3,
+                             record_every=5)
+    learner.fit(d.X, D0, callback=lambda row, D: seen.append((row["step"], D.clone())))
+    assert learner.records_["step"].tolist() == [0, 5, 10, 12]
+    assert [step for step, _ in seen] == [0, 5, 10, 12]
+    assert torch.equal(seen[-1][1], learner.dictionary_)
+    assert not torch.equal(seen[0][1], learner.dictionary_)
 
 
 def test_nu_schedule_is_recorded_and_used(problem):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 
 import torch
 
@@ -34,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
         lr=LR,
         batch_size=BATCH,
         n_epochs=args.epochs,
+        record_every=N // BATCH,
         seed=args.seed,
     )
     print(
@@ -46,14 +46,13 @@ def main(args: argparse.Namespace) -> int:
         f"{'time [s]':>9}"
     )
 
-    def report(row: dict) -> bool:
-        if row["step"] == 0 or row["step"] % (N // BATCH) == 0:
-            loss = "-" if math.isnan(row["loss"]) else f"{row['loss']:.4g}"
-            print(
-                f"{row['epoch']:>5} {row['step']:>7} {loss:>10} "
-                f"{row['error_spectral']:>12.4e} {row['error_fro']:>12.4e} {row['time']:>9.2f}"
-            )
-            sys.stdout.flush()
+    def report(row: dict, D: torch.Tensor) -> bool:
+        loss = "-" if math.isnan(row["loss"]) else f"{row['loss']:.4g}"
+        print(
+            f"{row['epoch']:>5} {row['step']:>7} {loss:>10} "
+            f"{row['error_spectral']:>12.4e} {row['error_fro']:>12.4e} {row['time']:>9.2f}",
+            flush=True,
+        )
         return False
 
     learner.fit(problem.X, D0, D_star=problem.D_star, callback=report)

@@ -2,11 +2,12 @@
 alternating minimisation with exact lasso codes (Alg. 1).
 
 Every learner is constructed with its options, then ``fit(X, D0, *, D_star=None, callback=None)``
-runs and records one row per step in ``records_`` (a pandas DataFrame: ``step``, ``epoch``,
-``loss``, ``time`` = cumulative wall time of the updates alone, and with ``D_star`` the
-relative dictionary errors ``error_spectral`` and ``error_fro`` after alignment). Row 0 is the
-initial dictionary. The clock is paused while metrics are evaluated; on CUDA it is read after a
-synchronisation. ``callback(record) -> bool`` may stop training by returning True.
+runs and records one row every ``record_every`` steps (and after the last) in ``records_`` (a
+pandas DataFrame: ``step``, ``epoch``, ``loss``, ``time`` = cumulative wall time of the updates
+alone, and with ``D_star`` the relative dictionary errors ``error_spectral`` and ``error_fro``
+after alignment). Row 0 is the initial dictionary. The clock is paused while metrics are
+evaluated; on CUDA it is read after a synchronisation. ``callback(record, D)`` is called with each
+recorded row and the current dictionary (read-only) and may stop training by returning True.
 ``encode(X)`` returns codes with the learned dictionary.
 """
 
@@ -28,7 +29,7 @@ from udlbench._validation import (
 )
 from udlbench.data import normalize_columns, project_columns
 
-Callback = Callable[[dict], bool | None]
+Callback = Callable[[dict, torch.Tensor], bool | None]
 CONSTRAINTS = {"sphere": normalize_columns, "ball": project_columns}
 OPTIMIZERS = ("adam", "sgd")
 
@@ -50,6 +51,7 @@ class DictionaryLearner:
         adam_eps: float = 1e-3,
         constraint: str = "sphere",
         max_steps: int | None = None,
+        record_every: int = 1,
         seed: int = 0,
     ) -> None:
         if not lr > 0:
@@ -63,6 +65,7 @@ class DictionaryLearner:
         self.adam_eps = check_nonnegative("adam_eps", adam_eps)
         self.constraint = check_choice("constraint", constraint, list(CONSTRAINTS))
         self.max_steps = None if max_steps is None else check_positive_int("max_steps", max_steps)
+        self.record_every = check_positive_int("record_every", record_every)
         self.seed = int(seed)
 
     def gradient(self, X: torch.Tensor, D: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
@@ -113,7 +116,7 @@ class DictionaryLearner:
                     row["error_spectral"] = metrics.dictionary_error(D, D_star, norm="spectral")
                     row["error_fro"] = metrics.dictionary_error(D, D_star, norm="fro")
             records.append(row)
-            return bool(callback(row)) if callback is not None else False
+            return bool(callback(row, D.detach())) if callback is not None else False
 
         stop = record(0, 0, float("nan"))
         step = 0
@@ -131,9 +134,12 @@ class DictionaryLearner:
                     D.copy_(project(D))
                 elapsed += _clock(X.device) - tic
                 step += 1
-                stop = record(step, epoch, loss)
+                if step % self.record_every == 0:
+                    stop = record(step, epoch, loss)
             if stop or (self.max_steps is not None and step >= self.max_steps):
                 break
+        if records[-1]["step"] != step:
+            record(step, epoch, loss)
         self.dictionary_ = D.detach().clone()
         self.records_ = pd.DataFrame.from_records(records)
         return self
