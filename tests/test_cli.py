@@ -118,3 +118,29 @@ def test_import_is_light():
     code = "import sys, udlbench; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_verify_runs_the_suite_and_prints_the_claim_table(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "udlbench.cli",
+            "verify",
+            "--workers",
+            "1",
+            "--evidence-dir",
+            str(tmp_path),
+            "--",
+            "-k",
+            "P_AUX",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "P-AUX" in result.stdout and "holds" in result.stdout
+    assert "1 holds, 0 deviation documented, 0 failed" in result.stdout
+    assert len(list(tmp_path.glob("*.json"))) == 1

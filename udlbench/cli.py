@@ -205,6 +205,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return int(quickstart.main(args) or 0)
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    verify = importlib.import_module("udlbench.verify")
+    return int(verify.main(args))
+
+
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -261,6 +266,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="gradient estimator of the dictionary update (default: ae-ls)",
     )
     run.set_defaults(handler=_cmd_run)
+
+    verify = commands.add_parser(
+        "verify",
+        help="run the theorem suite and print the claim table",
+        description="Run pytest on theorems/ (the checks of ../shared/THEOREMS.md), then print one "
+        "line per check with its verdict and measured quantities.",
+    )
+    verify.add_argument(
+        "--tier",
+        action="append",
+        choices=("fast", "medium", "slow", "full"),
+        help="tier to run; repeat for several (default: fast and medium)",
+    )
+    verify.add_argument(
+        "--base-seed",
+        type=_int_at_least(0),
+        default=0,
+        help="offset added to every seed of the suite (default: 0)",
+    )
+    verify.add_argument("--device", choices=DEVICES, default="cpu", help="device (default: cpu)")
+    verify.add_argument(
+        "--evidence-dir",
+        default="results/evidence",
+        help="where the evidence records go (default: results/evidence)",
+    )
+    verify.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        default=2,
+        help="pytest-xdist worker processes (default: 2)",
+    )
+    verify.add_argument("pytest_args", nargs="*", help="further arguments for pytest, after --")
+    verify.set_defaults(handler=_cmd_verify)
     return parser
 
 
