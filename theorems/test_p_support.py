@@ -171,8 +171,9 @@ def test_P_T4_1_recovery_on_event_E(evidence, seed, device):
     and random tau=0.3. Pass: 100 % recovery on E, |E| >= 100 for each D.
     Negative control: an unrelated Gaussian dictionary recovers no sample (rate 0) and E is
     empty.
-    Measured over base seeds 0, 1, 2: |E| = 1372, 1388, 1381 of 2000 (aligned 0.4; overall
-    recovery 1411, 1411, 1404) and 2000 of 2000 (random 0.3); recovery on E 100 %."""
+    Measured over base seeds 0, 1, 2: aligned 0.4 |E| = 1411, 1430, 1458 of 2000, all
+    recovered, and no sample recovered outside E; random 0.3 |E| = 2000, 1999, 2000 (all
+    recovered); unrelated dictionary |E| = 0, 0 recovered (||D^T x||_inf < lam0: z_1 = 0)."""
     problem = data.make_sparse(M, P, N_ONE_STEP, S, sign="iid", seed=seed(0), device=device)
     X, D_star, Z_star = problem.X, problem.D_star, problem.Z_star
     on_support = Z_star != 0
@@ -233,8 +234,9 @@ def test_P_T4_1_variance_bound_core(evidence, seed, device):
     aligned perturbation delta=1.0, which points atoms at other atoms.
     (26) takes Var(z*_j) = 1 although U(1,2) amplitudes have E z^2 = 7/3; the Chernoff step (27)
     is vacuous at these sizes and is not tested.
-    Measured over base seeds 0, 1, 2: largest LHS/RHS 0.10-0.11; control violations 3 / 9 / 14 thousand
-    (sample, atom) pairs."""
+    Measured over base seeds 0, 1, 2: largest LHS/RHS 0.163, 0.149, 0.170 (aligned 0.1);
+    largest ||D*_S||_2^2 ~ 1.15; control violations 17273, 14790, 16654 (sample, atom)
+    pairs."""
     problem = data.make_sparse(M, P, N_ONE_STEP, S, sign="iid", seed=seed(0), device=device)
     D_star, Z_star = problem.D_star, problem.Z_star
     support = torch.topk(Z_star.abs(), S, dim=1).indices  # (n, s)
@@ -274,9 +276,7 @@ def test_P_T4_1_variance_bound_core(evidence, seed, device):
         **{f"{k}_{name}": v for name, r in measured.items() for k, v in r.items()},
         control_violations_without_delta_term=control,
     )
-    evidence.predict(
-        premise_violations=0, **{f"violations_{name}": 0 for name in measured}
-    )
+    evidence.predict(premise_violations=0, **{f"violations_{name}": 0 for name in measured})
     assert (S - 1) * coherence_star <= 3
     assert premise_violations == 0
     for name, r in measured.items():
@@ -297,9 +297,9 @@ def test_P_T4_1_recovery_trends(evidence, seed, device):
         overlaps).
     Negative control: the same criteria reject the reversed orders (a significant decrease in m,
     a significant increase in delta), so they are not vacuous.
-    Measured over base seeds 0, 1, 2: (a) 455/1722/2000, 462/1712/2000, 471/1724/2000;
-    (b) 2000/2000/1995/1411, 2000/2000/1994/1411, 2000/2000/1995/1404;
-    (c) 2000 at every tau."""
+    Measured over base seeds 0, 1, 2 (successes of 2000): (a) 455/1722/2000, 469/1686/1999,
+    427/1690/1999; (b) 2000/2000/1995/1411, 1999/1999/1992/1430, 1999/1999/1991/1458;
+    (c) 2000/2000/2000/2000, 1999/1999/1999/1999, 1999/1999/2000/2000."""
     rates = {}
     for m in (200, 400, 1000):
         problem = data.make_sparse(m, 3 * m // 2, N_ONE_STEP, S, seed=seed(0), device=device)
@@ -320,14 +320,16 @@ def test_P_T4_1_recovery_trends(evidence, seed, device):
     by_random = ["delta_0", "m1000_random_0.1", "random_0.3", "random_0.5"]
 
     def significant_decrease(names):
-        return any(_increase_is_significant(ci[b], ci[a]) for a, b in zip(names, names[1:]))
+        return any(
+            _increase_is_significant(ci[b], ci[a]) for a, b in zip(names, names[1:], strict=False)
+        )
 
     def significant_increase(names):
-        return any(_increase_is_significant(ci[a], ci[b]) for a, b in zip(names, names[1:]))
+        return any(
+            _increase_is_significant(ci[a], ci[b]) for a, b in zip(names, names[1:], strict=False)
+        )
 
-    flat = all(
-        ci[a][0] <= ci[b][1] and ci[b][0] <= ci[a][1] for a in by_random for b in by_random
-    )
+    flat = all(ci[a][0] <= ci[b][1] and ci[b][0] <= ci[a][1] for a in by_random for b in by_random)
     evidence.seeds = [seed(0), seed(1)]
     evidence.measure(
         n_per_point=N_ONE_STEP,
@@ -362,10 +364,15 @@ def test_P_T4_1_deviation_lam0_quarter_fails(evidence, seed, device):
     the paper's figures (m=50, p=100, s=5, tau_B = 0.55/ln 50) neither choice ever recovers
     the signed support in one step (0 of 2000).
     Negative control: the McNemar test does not separate C_min/2 from itself (p = 1).
-    Measured over base seeds 0, 1, 2: m=1000 C_min/2 2000, 2000, 2000 vs C_min/4 267, 256,
-    283; m=400 1722, 1712, 1724 vs 1, 1, 0; P-small 0 and 0."""
+    Measured over base seeds 0, 1, 2: m=1000 C_min/2 2000, 1999, 1999 vs C_min/4 267, 299,
+    307 (catalogue [proto]: 100 % vs ~15 %); m=400 1722, 1686, 1690 vs 1, 2, 0 ([proto]: ~85 %
+    vs 0 %); P-small 0 and 0 at every seed."""
     results = {}
-    for m, p, s, tau in ((1000, 1500, 3, 0.1), (400, 600, 3, 0.1), (50, 100, 5, 0.55 / math.log(50))):
+    for m, p, s, tau in (
+        (1000, 1500, 3, 0.1),
+        (400, 600, 3, 0.1),
+        (50, 100, 5, 0.55 / math.log(50)),
+    ):
         problem = data.make_sparse(m, p, N_ONE_STEP, s, seed=seed(0), device=device)
         D = data.perturb(problem.D_star, tau, seed=seed(1))
         half = _signed_match(_one_step(problem.X, D, C_MIN / 2), problem.Z_star)
@@ -413,8 +420,9 @@ def test_P_T4_2_oracle_schedule_preserves_support(evidence, seed, device):
     agrees with encoders.proximal_gradient_map to 1e-12.
     Negative control (calibrated): fixed lam = 0.05 from t = 1 preserves fewer samples than the
     schedule on the same samples, exact McNemar test p < 0.01 at every tau.
-    Measured over base seeds 0, 1, 2: schedule 300/300 at every tau; fixed lam 0/300 at
-    every tau (false positives appear at t = 2)."""
+    Measured over base seeds 0, 1, 2: schedule 300/300 at every tau ([proto] 1.000), smallest
+    right side of eq. 40 0.63 (tau=0.2); fixed lam 0/300 at every tau (the signed support is
+    lost at t = 2), McNemar p = 4.9e-91."""
     X, D_star, Z_star = _schedule_problem(seed(0), device)
     measured = {}
     for tau in SCHEDULE_DELTAS:
@@ -422,7 +430,12 @@ def test_P_T4_2_oracle_schedule_preserves_support(evidence, seed, device):
         delta, mu_l = _delta(D, D_star), metrics.coherence(D)
         run = _oracle_unroll(X, D, Z_star, _oracle_schedule(Z_star, mu_l, delta, *GOOD), 50)
         fixed = _oracle_unroll(
-            X, D, Z_star, lambda z: torch.full(z.shape[:1], 0.05, device=z.device), 50, stop_when_all_lost=True
+            X,
+            D,
+            Z_star,
+            lambda z: torch.full(z.shape[:1], 0.05, device=z.device),
+            50,
+            stop_when_all_lost=True,
         )
         b, c, pvalue = _mcnemar_greater(run.preserved, fixed.preserved)
         kept = int(run.preserved.sum())
@@ -465,8 +478,10 @@ def test_P_T4_2_deviation_literal_constants_violate_step_condition(evidence, see
     most samples, so no alpha > 0 satisfies it.
     Negative control: the scaled schedule (0.25, 0.5) of the pass test satisfies the condition
     at every t (so the check can pass).
-    Measured over base seeds 0, 1, 2: step condition fails at t = 1; preserved 298, 248, 36 of
-    300 (seed 0)."""
+    Measured over base seeds 0, 1, 2: the condition fails at t = 1 with a negative right side
+    for 100 % of samples at every tau; lam_1 > C_min for 30-60 % (tau=0.05) and 99-100 %
+    (tau >= 0.1) of samples; preserved 298/248/36, 298/228/54, 299/235/32 of 300
+    (tau = 0.05/0.1/0.2)."""
     X, D_star, Z_star = _schedule_problem(seed(0), device)
     measured, control_ok = {}, True
     for tau in SCHEDULE_DELTAS:
@@ -547,6 +562,32 @@ def _e_unroll(Z_star, mu_l, n_layers):
     return first + values[None] * q**t, q
 
 
+def _e_unroll_summary(Z_star, mu_l, n_layers=200):
+    """The quantities of criterion (iii): where e^unroll still increases, and its size at
+    t = n_layers. e_{t+1} > e_t iff A((t+1) q - t) > |z*_j| q (1 - q), A = 2(s-1) alpha mu_l
+    max_i |z*_i|, so it decreases for every sample from t >= q/(1-q) (the derived onset)."""
+    envelope, q = _e_unroll(Z_star, mu_l, n_layers)
+    increasing = envelope[1:] > envelope[:-1]  # e_{t+1} > e_t for t = 1 .. n_layers-1
+    t_index = torch.arange(1, n_layers, device=Z_star.device)
+    derived_onset = max(1 / ALPHA, q / (1 - q))
+    rising = t_index[increasing.any(dim=(1, 2))]
+    return envelope, dict(
+        q=q,
+        derived_onset=derived_onset,
+        last_increase_t=int(rising.max()) if rising.numel() else 0,
+        increases_after_inverse_alpha=int(increasing[t_index >= 1 / ALPHA].sum()),
+        increases_after_derived_onset=int(increasing[t_index >= derived_onset].sum()),
+        e_unroll_final_max=float(envelope[-1].max()),
+    )
+
+
+# coherence up to which the catalogue's numbers for (iii) (decrease from t >= 1/alpha, < 1e-6 at
+# t = 200) follow from the definition for every |z*| in [1, 2]: the 1/alpha onset needs
+# 1.6 mu (2.4 mu - 0.2) < (0.8 + 0.4 mu)(0.2 - 0.4 mu), i.e. mu_l < 0.210, and the level
+# needs mu_l < 0.281 (alpha = 0.2, s = 3). The catalogue was calibrated at mu_l ~ 0.15.
+MU_CATALOGUE_REGIME = 0.2
+
+
 @pytest.mark.medium
 @pytest.mark.claim("P-T4.4", statement="Thm 4.4, eqs 8-9")
 def test_P_T4_4_zeta_bounded_and_unroll_term_vanishes(evidence, seed, device):
@@ -556,19 +597,25 @@ def test_P_T4_4_zeta_bounded_and_unroll_term_vanishes(evidence, seed, device):
     <= 3 for >= 95 % of samples at every delta, and the median ratio varies by < 2x across the
     six dictionaries (|zeta| = O(a_gamma); the error follows the chosen a_gamma, so the
     square-root placement of eq. 8 cannot be arbitrated, Sec. 8 item 4).
-    (iii) e^unroll_{t,j} from its definition (z_0 = 0) is decreasing for t >= 1/alpha and
-    < 1e-6 at t = 200. The decrease from 1/alpha holds when q = 1 - alpha + 2 alpha mu_l is
-    small enough; in general the envelope t q^(t-1) decreases from t >= q/(1-q), which is
-    1/alpha - 1 as mu_l -> 0: the check asserts the decrease from max(1/alpha, q/(1-q)) and
-    records whether the catalogue's t >= 1/alpha onset holds (it fails at aligned delta=0.2,
-    mu_l = 0.28, for a few samples).
+    (iii) e^unroll_{t,j} from its definition (z_0 = 0, mu_l/sqrt(m) the measured coherence of D)
+    is decreasing for t >= 1/alpha and < 1e-6 at t = 200, asserted for every dictionary with
+    mu_l <= 0.2 (the regime the catalogue's numbers were calibrated in; always the three random
+    ones). e^unroll decays like t q^(t-1), q = 1 - alpha + 2 alpha mu_l, so above mu_l ~ 0.21
+    (0.28) the 1/alpha onset (the 1e-6 level) no longer follows; for those dictionaries the
+    decrease from the derived onset q/(1-q) is asserted and the rest recorded (see
+    test_P_T4_4_deviation_unroll_term_slow_at_high_coherence).
     Negative control (calibrated): the floor a_gamma/10 without the mu-term loses the signed
     support for a measurable fraction (P-T4.2's criterion rejects it: Clopper-Pearson upper
     bound of the preserved fraction < 0.95, lower bound of the lost fraction > 0.05).
-    Measured over base seeds 0, 1, 2: median |zeta|/a_gamma 1.16-1.33, largest 1.65, 100 %
-    <= 3; e^unroll(200) <= 1e-9; floor control preserves 0/300 at every delta."""
+    Measured over base seeds 0, 1, 2: median |zeta|/a_gamma 1.16-1.33 (spread across delta
+    1.10-1.15x), largest 1.69, 100 % <= 3; e^unroll(200) <= 2e-10 for mu_l <= 0.2; aligned
+    delta=0.2 has mu_l = 0.28, 0.25, 0.24, e^unroll(200) = 9.4e-7, 7.0e-8, 2.0e-8, last
+    increase at t = 8, 6, 6, and violates the step condition of Thm 4.2 at t = 1 for 41, 3, 0
+    samples; the floor control preserves 0/300 at every delta (lost at t = 2). The transient
+    |z_t - z_T| on the support stays below 0.76 e^unroll_t."""
     X, D_star, Z_star = _schedule_problem(seed(0), device)
     on_support = Z_star != 0
+    support = torch.topk(Z_star.abs(), S, dim=1).indices
     settings = [(mode, tau) for mode in ("random", "aligned") for tau in SCHEDULE_DELTAS]
     measured, medians = {}, []
     for mode, tau in settings:
@@ -580,10 +627,8 @@ def test_P_T4_4_zeta_bounded_and_unroll_term_vanishes(evidence, seed, device):
         zeta = torch.where(on_support, run.z_last - Z_star * (1 - beta), 0.0)
         ratio = zeta.abs().amax(dim=1) / a_gamma
         medians.append(float(ratio.median()))
-        envelope, q = _e_unroll(Z_star, mu_l, 200)
-        increasing = envelope[1:] > envelope[:-1]  # e_{t+1} > e_t, t = 1 .. 199
-        onset = max(1 / ALPHA, q / (1 - q))
-        t_index = torch.arange(1, 200, device=Z_star.device)
+        envelope, unroll = _e_unroll_summary(Z_star, mu_l, 200)
+        transient = (run.support_values[1:-1] - run.z_last.gather(1, support)).abs()
         floor = _oracle_unroll(
             X,
             D,
@@ -592,29 +637,21 @@ def test_P_T4_4_zeta_bounded_and_unroll_term_vanishes(evidence, seed, device):
             200,
             stop_when_all_lost=True,
         )
-        transient = (run.support_values[1:] - run.z_last.gather(
-            1, torch.topk(Z_star.abs(), S, dim=1).indices
-        )).abs()
         measured[f"{mode}_{tau}"] = dict(
             delta=delta,
             mu_l=mu_l,
             a_gamma=a_gamma,
             preserved=int(run.preserved.sum()),
+            step_condition_violations=int((_alpha_bound(run.lams, delta) < ALPHA).any(dim=0).sum()),
             ratio_median=medians[-1],
             ratio_max=float(ratio.max()),
             fraction_ratio_le_3=float((ratio <= 3).double().mean()),
             median_final_error=float(
                 torch.where(on_support, run.z_last - Z_star, 0.0).abs().amax(dim=1).median()
             ),
-            e_unroll_200_max=float(envelope[-1].max()),
-            onset=onset,
-            increasing_after_onset=int(increasing[t_index >= onset].sum()),
-            increasing_after_inverse_alpha=int(increasing[t_index >= 1 / ALPHA].sum()),
-            last_increase_t=int(t_index[increasing.any(dim=(1, 2))].max())
-            if bool(increasing.any())
-            else 0,
-            transient_over_e_unroll_max=float((transient[:-1] / envelope[:-1]).max()),
-            alpha_condition_holds=bool((_alpha_bound(run.lams, delta) >= ALPHA).all()),
+            catalogue_regime=mu_l <= MU_CATALOGUE_REGIME,
+            **unroll,
+            transient_over_e_unroll_max=float((transient / envelope[:-1]).max()),
             product_deviation=run.product_deviation,
             control_preserved=int(floor.preserved.sum()),
             control_layers=floor.layers,
@@ -628,13 +665,55 @@ def test_P_T4_4_zeta_bounded_and_unroll_term_vanishes(evidence, seed, device):
         **{f"{k}_{name}": v for name, r in measured.items() for k, v in r.items()},
         sigma_max_sq=lipschitz_constant(D),
     )
-    evidence.predict(median_ratio_spread="< 2", e_unroll_200_max="< 1e-6")
+    evidence.predict(median_ratio_spread="< 2", e_unroll_final_max="< 1e-6 (mu_l <= 0.2)")
     assert spread < 2
+    assert sum(r["catalogue_regime"] for r in measured.values()) >= 3
     for name, r in measured.items():
         assert r["fraction_ratio_le_3"] >= 0.95, (name, r)
-        assert r["increasing_after_onset"] == 0, (name, r)
-        assert r["e_unroll_200_max"] < 1e-6, (name, r)
+        assert r["increases_after_derived_onset"] == 0, (name, r)
+        if r["catalogue_regime"]:
+            assert r["increases_after_inverse_alpha"] == 0, (name, r)
+            assert r["e_unroll_final_max"] < 1e-6, (name, r)
         assert r["product_deviation"] <= 1e-12, (name, r)
         preserved_ci = clopper_pearson(r["control_preserved"], N_SCHEDULE)
         lost_ci = clopper_pearson(N_SCHEDULE - r["control_preserved"], N_SCHEDULE)
         assert preserved_ci[1] < 0.95 and lost_ci[0] > 0.05, (name, r)
+
+
+@pytest.mark.fast
+@pytest.mark.claim("P-T4.4", statement="Thm 4.4 (e^unroll, catalogue criterion iii)")
+def test_P_T4_4_deviation_unroll_term_slow_at_high_coherence(evidence, seed, device):
+    """Documented deviation of the catalogue's criterion (iii) for P-T4.4 (not of the paper,
+    which only says e^unroll ~ 0 for large enough t): e^unroll_{t,j} (Thm 4.4, definition after
+    eq. 9) decays like t q^(t-1) with q = 1 - alpha + 2 alpha mu_l, not like (1 - alpha)^t, so
+    once the coherence mu_l of D is large it still increases after t = 1/alpha and exceeds 1e-6
+    at t = 200. Counterexample: aligned delta = 0.4 (the largest delta of the P-T4.1 trend) at
+    m=1000, p=1500, s=3, n=300 (mu_l 0.39-0.46 over seeds 0-14): e^unroll(200) > 1e-6 and an
+    increase at some t >= 1/alpha; the decrease from the derived onset q/(1-q) still holds.
+    The catalogue's own aligned delta=0.2 dictionary reaches this regime for some seeds:
+    mu_l = 0.2965, 0.2903, 0.2885, 0.3218 and e^unroll(200) = 4.4e-6, 2.5e-6, 2.2e-6, 4.1e-5 at
+    base seeds 3, 18, 36, 37 (of 0-39); aligned delta=0.3 gives mu_l 0.31-0.39 and
+    e^unroll(200) 1.4e-5 to 3e-3 (seeds 0-2).
+    Negative control: random tau = 0.1 (mu_l ~ 0.15) meets the catalogue's criterion.
+    Measured over base seeds 0, 1, 2: mu_l = 0.445, 0.429, 0.395 (q = 0.978, 0.971, 0.958);
+    e^unroll(200) = 1.75, 0.44, 0.026; last increase at t = 43, 32, 21."""
+    problem = data.make_sparse(M, P, N_SCHEDULE, S, sign="iid", seed=seed(0), device=device)
+    D_star, Z_star = problem.D_star, problem.Z_star
+    results = {}
+    for name, D in (
+        ("aligned_0.4", data.perturb(D_star, 0.4, seed=seed(1), mode="aligned")),
+        ("random_0.1", data.perturb(D_star, 0.1, seed=seed(1))),
+    ):
+        mu_l = metrics.coherence(D)
+        _, results[name] = _e_unroll_summary(Z_star, mu_l, 200)
+        results[name]["mu_l"] = mu_l
+    evidence.seeds = [seed(0), seed(1)]
+    evidence.measure(**{f"{k}_{name}": v for name, r in results.items() for k, v in r.items()})
+    evidence.predict(
+        **{"e_unroll_final_max_catalogue": "< 1e-6", "increases_after_inverse_alpha": 0}
+    )
+    high, low = results["aligned_0.4"], results["random_0.1"]
+    assert high["e_unroll_final_max"] > 1e-6, high
+    assert high["increases_after_inverse_alpha"] > 0, high
+    assert high["increases_after_derived_onset"] == 0, high
+    assert low["e_unroll_final_max"] < 1e-6 and low["increases_after_inverse_alpha"] == 0, low

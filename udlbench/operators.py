@@ -100,7 +100,13 @@ def lam_schedule(
     * explicit: ``lam`` a sequence of length ``n_layers``.
     """
     check_positive_int("n_layers", n_layers)
-    if isinstance(lam, torch.Tensor) and lam.ndim == 0:
+    if isinstance(lam, torch.Tensor):
+        if lam.ndim:
+            raise ValueError(
+                f"lam is a tensor of shape {tuple(lam.shape)}; lam must be a number or a per-layer "
+                "list of n_layers numbers (per-sample lam is not supported: encode the samples "
+                "separately, or apply udlbench.operators.soft_threshold with a tensor threshold)."
+            )
         lam = float(lam)
     if isinstance(lam, int | float):
         lam = check_nonnegative("lam", lam)
