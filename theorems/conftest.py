@@ -5,7 +5,8 @@ Every check carries ``@pytest.mark.claim("P-T4.3", statement="Thm 4.3")`` (its i
 ``evidence`` fixture collects what it measured and what theory predicts; after the test the record
 is written to ``--evidence-dir`` with the verdict taken from the outcome: a passing
 ``test_<id>_deviation_*`` documents a deviation, any other passing test says the claim holds, a
-failing one says it failed. ``--base-seed`` shifts every seed of the suite; the checks must pass
+failing one says it failed; a check of an item the catalogue lists as not numerically checkable
+sets ``evidence.verdict = "not checkable"`` itself. ``--base-seed`` shifts every seed of the suite; the checks must pass
 for any base seed. Computations run in float64 (THEOREMS.md Sec. 0.1) on ``--device``.
 """
 
@@ -125,7 +126,9 @@ def evidence(request: pytest.FixtureRequest, device: torch.device):
     record.timings["total_s"] = round(time.perf_counter() - start, 3)
     outcome = request.node.stash.get(_OUTCOME, "failed")
     if outcome == "passed":
-        record.verdict = "deviation documented" if "_deviation" in request.node.name else "holds"
+        if record.verdict != "not checkable":
+            deviation = "_deviation" in request.node.name
+            record.verdict = "deviation documented" if deviation else "holds"
     elif outcome == "failed":
         record.verdict = "failed"
     else:

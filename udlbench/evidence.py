@@ -18,7 +18,7 @@ from pathlib import Path
 
 from scipy import stats
 
-VERDICTS = ("holds", "deviation documented", "failed")
+VERDICTS = ("holds", "deviation documented", "not checkable", "failed")
 
 
 @dataclass
