@@ -128,7 +128,7 @@ def code_run(seed, device):
         diff = Z - limit
         e = torch.linalg.vector_norm(diff, dim=-1)
         steps = torch.arange(T + 1, device=Z.device)[:, None]
-        after = steps[:-1] > B[None, :]  # t > B_i, so that z_t and z_{t+1} share ẑ's signs
+        after = steps[:-1] > B[None, :]  # t > B_i: z_t and z_{t+1} have the signs of z_hat
         # Exact local map on S: z_{t+1} - z_hat = (I - alpha D_S^T D_S)(z_t - z_hat).
         mask = (limit != 0).to(diff.dtype)
         predicted = diff[:-1] - ALPHA * mask * (diff[:-1] @ gram)
@@ -176,37 +176,78 @@ def plateau_control(seed, device):
 
 @functools.lru_cache(maxsize=2)
 def jacobian_run(seed, device):
-    """P-T4.7 / W-T3.2 / W-T3.3: P-small, n=30, K=6 directions E_k ~ N(0, I_{m x p}).
+    """P-T4.7 / W-T3.2 / W-T3.3: P-small, K=6 directions E_k ~ N(0, I_{m x p}).
 
+    n = 100 (catalogue: 30). At n = 30, one sample in about 140 falls outside the P-T4.7 (ii)
+    band (slope ratios down to 0.80 and up to 1.10 over seeds 0-39; one out-of-band sample at 8
+    of 40 seeds, none with two), so ">= 95 %" (at most 1 of 30) would fail at roughly 2 % of
+    base seeds; at n = 100 it allows 5.
     T_max = 2000 (catalogue: 400): samples with rho_S ~ 0.96-0.97 and late support
     identification (B_i up to 306) are not within 1e-8 ||J_hat|| by t = 400 (measured max_i
-    e_J(400)/||J_hat_i|| = 1.4e-9, 2.5e-7, 1.4e-6 at seeds 0, 1, 2, and 1.1e-7 at t = 800 for
-    seed 29). The window fits end at the 1e-12 floor, so the longer run only adds iterations.
+    e_J(400)/||J_hat_i|| = 1.4e-9, 2.5e-7, 1.4e-6 at seeds 0, 1, 2 with n = 30, and 1.1e-7 at
+    t = 800 for seed 29). The window fits end at the 1e-12 floor, so the longer run only adds
+    iterations.
 
     Besides e_J(t) (recursion against the closed form), it projects the three gradients of eq. 7
     on the same directions, <g_t - g_hat, E_k> per sample, using the forward-mode J_t[E_k]:
     <g^dec_t, E> = r_t^T E z_t, <g^ae-ls_t, E> = <g^dec_t, E> + <D^T r_t, J_t[E]> and
     <g^ae-lasso_t, E> = <g^ae-ls_t, E> + lam <sign z_t, J_t[E]> (r_t = D z_t - x). The
-    projections are pinned to ``gradients.estimate`` at T = 60 (test_W_T3_3_...).
+    projections are pinned to ``gradients.estimate`` at T = 60 (test_W_T3_3_...). Samples are
+    processed in chunks of 50 to bound the memory of the (T + 1, n, p) traces; the autograd
+    comparison runs on the first chunk.
     """
-    n, T, T_autograd, K = 30, 2000, 400, 6
+    n, T, K, chunk_size = 100, 2000, 6, 50
     problem, D = p_small(n, seed, device)
     X = problem.X
     z_hat, info = lasso.solve(X, D, lam=LAM, return_info=True)
     low, high = restricted_spectrum(D, z_hat)
+    generator = torch.Generator().manual_seed(seed + 20_000)
+    directions = [torch.randn(M, P, generator=generator).to(device) for _ in range(K)]
     rho_S = local_rate(low, high, ALPHA)
+    parts = [jacobian_chunk(X[i:i + chunk_size], D, z_hat[i:i + chunk_size], directions,
+                            rho_S[i:i + chunk_size], T=T, check_autograd=i == 0)
+             for i in range(0, n, chunk_size)]
+    out = {key: np.concatenate([part[key] for part in parts], axis=-1)
+           for key in parts[0] if key not in ("autograd_gap", "projections_T60")}
+    out.update(
+        n=n, T=T, X=X, D=D, z_hat=z_hat, info=info, rho_S=rho_S,
+        z_norm=torch.linalg.vector_norm(z_hat, dim=-1).cpu().numpy(), directions=directions,
+        autograd_gap=parts[0]["autograd_gap"], projections_T60=parts[0]["projections_T60"],
+    )
+    return out
+
+
+def jacobian_chunk(X, D, z_hat, directions, rho_S, *, T, check_autograd, T_autograd=400,
+                   T_control=600):
+    """The per-sample quantities of :func:`jacobian_run` for one chunk of samples.
+
+    Explicit envelope of the proof of Thm 4.7 (P-T4.7 (iii)). For t > B_i the mask is S and
+    J_t is supported on S, so with A = I - alpha D_S^T D_S (norm rho_S), M_E = (E^T D + D^T E)_SS
+    and d_t = z_t - z_hat = A^(t - t0) d_t0, the error E_t = J_t[E] - J_hat[E] obeys exactly
+    E_{t+1} = A E_t - alpha M_E d_t. Hence, from t0 = B_i + 1,
+    ||E_t|| <= rho_S^(t-t0) ||E_t0|| + alpha (t - t0) rho_S^(t-t0-1) ||M_E||_2 ||d_t0||,
+    an O(t rho^t) bound with the sample's own constants (summed over the K directions in
+    quadrature). Its variant without the factor (t - t0) is recorded too.
+    """
+    n = X.shape[0]
     Z = encoders.ista(X, D, lam=LAM, alpha=ALPHA, n_layers=T, trace=True)
-    B = rates.settle_times(Z, z_hat).cpu().numpy()
+    settle = rates.settle_times(Z, z_hat)
+    start = settle + 1
+    rows = torch.arange(n, device=X.device)
     e_z = torch.linalg.vector_norm(Z - z_hat, dim=-1)
+    steps = torch.arange(T + 1, device=X.device)[:, None] - start[None, :]
+    after = steps.clamp(min=0).to(X.dtype)
+    rho = torch.as_tensor(rho_S, device=X.device)[None, :]
+    mask = (z_hat != 0).to(X.dtype)
+    envelope2, envelope_no_t2 = torch.zeros(T + 1, n), torch.zeros(T + 1, n)
+    envelope2, envelope_no_t2 = envelope2.to(X.device), envelope_no_t2.to(X.device)
     R = Z @ D.T - X
     grad_code = R @ D  # nabla_1 L(z_t) = D^T (D z_t - x)
     r_hat = z_hat @ D.T - X
-    generator = torch.Generator().manual_seed(seed + 20_000)
-    directions = [torch.randn(M, P, generator=generator).to(device) for _ in range(K)]
     zeros = torch.zeros(T + 1, n, device=X.device)
-    e_J2, J_hat2, g_hat2 = zeros.clone(), torch.zeros(n, device=X.device), torch.zeros(n)
+    e_J2, J_hat2, g_hat2 = zeros.clone(), torch.zeros(n, device=X.device), zeros[0].clone()
     dec2, lasso2, ls_off2, bug2, bias2 = (zeros.clone() for _ in range(5))
-    no_mask2 = torch.zeros(T_autograd + 1, n, device=X.device)
+    no_mask2 = torch.zeros(T_control + 1, n, device=X.device)
     autograd_gap = 0.0
     projections_T60 = []
     for k, E in enumerate(directions):
@@ -214,14 +255,20 @@ def jacobian_run(seed, device):
         J_hat = jacobians.jvp_closed_form(X, D, E, z_hat)
         e_J2 += ((J - J_hat) ** 2).sum(-1)
         J_hat2 += (J_hat ** 2).sum(-1)
-        if k < 2:
+        coupling = mask[:, :, None] * (E.T @ D + D.T @ E) * mask[:, None, :]
+        coupling_norm = torch.linalg.eigvalsh(coupling).abs().amax(-1)
+        initial = torch.linalg.vector_norm(J[start, rows] - J_hat, dim=-1)
+        forcing = ALPHA * coupling_norm * e_z[start, rows]
+        envelope2 += (rho**after * initial + after * rho ** (after - 1) * forcing) ** 2
+        envelope_no_t2 += (rho**after * initial + rho ** (after - 1) * forcing) ** 2
+        if check_autograd and k < 2:
             J_auto = jacobians.jvp_autograd(X, D, E, lam=LAM, n_layers=T_autograd, alpha=ALPHA,
                                             trace=True)
             gap = torch.linalg.vector_norm(J_auto - J[: T_autograd + 1], dim=-1).amax(0)
             size = torch.linalg.vector_norm(J[: T_autograd + 1], dim=-1).amax(0)
             autograd_gap = max(autograd_gap, float((gap / size).max()))
         g_hat_E = torch.einsum("nm,mp,np->n", r_hat, E, z_hat)
-        dec = torch.einsum("tnm,mp,tnp->tn", R, E, Z) - g_hat_E
+        dec = torch.einsum("tnm,tnm->tn", R, Z @ E.T) - g_hat_E
         ls = dec + (grad_code * J).sum(-1)
         sign_term = LAM * (torch.sign(Z) * J).sum(-1)
         bias = -LAM * (torch.sign(z_hat) * J_hat).sum(-1)  # <-lam J_hat^T sign(z_hat), E>
@@ -230,18 +277,26 @@ def jacobian_run(seed, device):
         ls_off2 += (ls - bias) ** 2
         bug2 += (ls - sign_term) ** 2  # control: +lam replaced by -lam in d h
         bias2 += bias ** 2
-        g_hat2 += g_hat_E.cpu() ** 2
+        g_hat2 += g_hat_E ** 2
         projections_T60.append(torch.stack([dec[60], ls[60] + sign_term[60], ls[60]]) + g_hat_E)
-        no_mask2 += ((no_mask_recursion(X, D, E, Z[: T_autograd + 1]) - J_hat) ** 2).sum(-1)
+        no_mask2 += ((no_mask_recursion(X, D, E, Z[: T_control + 1]) - J_hat) ** 2).sum(-1)
+        del J
     as_numpy = lambda v: v.sqrt().cpu().numpy()
+    # Where the envelope is checked: t >= t0 + 1 (at t0 it is e_J itself) and e_J above the
+    # Sec. 0.7 floor 1e-12 ||J_hat||.
+    checked = (steps >= 1) & (e_J2 > (1e-12) ** 2 * J_hat2)
+    ratio = lambda bound2: torch.where(checked, (e_J2 / bound2).sqrt(), 0.0).amax(0)
+    early = checked[: T_control + 1]
     return dict(
-        n=n, T=T, X=X, D=D, z_hat=z_hat, info=info, rho_S=rho_S, settle=B,
-        e_z=e_z.cpu().numpy(), z_norm=torch.linalg.vector_norm(z_hat, dim=-1).cpu().numpy(),
-        e_J=as_numpy(e_J2), J_hat_norm=as_numpy(J_hat2), autograd_gap=autograd_gap,
-        e_J_no_mask=as_numpy(no_mask2), directions=directions,
+        settle=settle.cpu().numpy(), e_z=e_z.cpu().numpy(),
+        envelope_ratio=ratio(envelope2).cpu().numpy(),
+        envelope_no_t_ratio=ratio(envelope_no_t2).cpu().numpy(),
+        no_mask_envelope_ratio=torch.where(early, (no_mask2 / envelope2[: T_control + 1])
+                                           .sqrt(), 0.0).amax(0).cpu().numpy(),
+        e_J=as_numpy(e_J2), J_hat_norm=as_numpy(J_hat2), e_J_no_mask=as_numpy(no_mask2),
         e_dec=as_numpy(dec2), e_lasso=as_numpy(lasso2), e_ls_off_bias=as_numpy(ls_off2),
-        e_sign_bug=as_numpy(bug2), bias=as_numpy(bias2), g_hat=g_hat2.sqrt().numpy(),
-        projections_T60=torch.stack(projections_T60, -1),
+        e_sign_bug=as_numpy(bug2), bias=as_numpy(bias2), g_hat=as_numpy(g_hat2),
+        autograd_gap=autograd_gap, projections_T60=torch.stack(projections_T60, -1),
     )
 
 
@@ -301,7 +356,8 @@ def test_P_P4_1_support_is_selected_in_finitely_many_steps(evidence, seed, devic
     distribution of B_i is recorded (Fig. 2 / W Fig. 2 regime).
     Negative control: lam = 0 (least squares, p > m) never selects a sparse support:
     |supp z_t| = p for every t >= 1, so the same criterion rejects it for every sample.
-    Measured over base seeds 0, 1, 2: B_i in [20, 129], [27, 158], [27, 115] (median 47, 54, 51)."""
+    Measured over base seeds 0, 1, 2: B_i in [23, 230], [26, 165], [20, 177] (median 51.5, 51,
+    55); over seeds 0-15 min B_i >= 19 and max B_i <= 230."""
     run = support_run(seed(0), device)
     z_hat, z_T, settle = run["z_hat"], run["z_T"], run["settle"]
     same_support = ((z_T != 0) == (z_hat != 0)).all(-1)
@@ -338,8 +394,8 @@ def test_P_P4_1_deviation_support_settles_late_at_fixed_lam(evidence, seed, devi
     the support settles only after tens to hundreds of iterations. Asserted: B_i > 1 for every
     sample and median B_i >= 20 (so the printed B = 1 is violated by every sample, not by a few
     outliers). Catalogue [proto]: B_i from 28 to 134. Measured over base seeds 0, 1, 2: min B_i =
-    20, 27, 27; median 47, 54, 51; max 129, 158, 115. B = 1 needs the lam_t schedule of Thm 4.2
-    (P-T4.2)."""
+    23, 26, 20; median 51.5, 51, 55; max 230, 165, 177 (n = 200 each). B = 1 needs the lam_t
+    schedule of Thm 4.2 (P-T4.2)."""
     run = support_run(seed(0), device)
     settle = run["settle"]
     evidence.seeds = [seed(0)]
@@ -368,10 +424,10 @@ def test_P_T4_3_local_linear_code_convergence(evidence, seed, device):
     Pass:
     (i)  r_t = e_{t+1}/e_t <= rho_S (1 + 1e-9) + 1e-15 (1 + ||z_hat||) / e_t for every t > B_i
          with e > 1e-13, and the exact local map holds to 1e-14 (1 + ||z_hat||). The second term
-         is the float64 rounding of one ISTA step: without it, the 1e-9 relative criterion is
-         violated by rounding alone wherever e_t < ~1e-7 (about 1800 raw violations per 30
-         samples, all with e_{t+1} - rho_S e_t <= 0.51 u (1 + ||z_hat||), u = 2^-53, over seeds
-         0-19; the map identity residual was <= 0.8 u (1 + ||z_hat||)).
+         is the float64 rounding of one ISTA step (1e-15 = 9 u, u = 2^-53): without it, the 1e-9
+         relative criterion is violated by rounding alone wherever e_t < ~1e-7 (956, 942, 952 of
+         the 1000 samples have such a step at seeds 0, 1, 2), always with e_{t+1} - rho_S e_t <=
+         0.62 u (1 + ||z_hat||) over seeds 0-15; the map identity residual is <= 1e-16.
     (ii) |rho_hat_i / rho_S - 1| <= 0.01 for >= 95 % of samples (rho_hat from the Sec. 0.7
          window t >= B_i + 5, e > 1e-12 ||z_hat||).
     (iii) rho_S < 1 for all samples.
@@ -379,8 +435,8 @@ def test_P_T4_3_local_linear_code_convergence(evidence, seed, device):
     down to 0.97) are those whose two slowest modes of I - alpha D_S^T D_S are close (e.g. rates
     0.856 and 0.832), so the window still carries the second mode. At n = 30 they are 0, 1 or 2
     per seed (2 at seeds 6, 7 and 12 of 0-19: 28/30 = 93 % < 95 %); at n = 1000 the in-band
-    fraction is 0.972, 0.978, 0.985, 0.975 at seeds 0-3 [catalogue proto: [0.9956, 1.00001]
-    over 30 samples].
+    fraction is 0.972, 0.978, 0.985 at seeds 0, 1, 2 and within [0.972, 0.985] over seeds 0-15
+    [catalogue proto: ratios in [0.9956, 1.00001] over 30 samples].
     Negative control (ii): thresholding with lam instead of alpha lam (ISTA at lam/alpha) plateaus:
     rho_hat > 0.999 and the in-band fraction is far below 95 %. The divergent-step control is
     test_P_T4_3_divergent_step_control.
@@ -469,55 +525,70 @@ def test_P_T4_3_divergent_step_control(evidence, seed, device):
 @pytest.mark.fast
 @pytest.mark.claim("P-T4.7", statement="Thm 4.7")
 def test_P_T4_7_jacobian_convergence_t_rho_t(evidence, seed, device):
-    """Thm 4.7: ||J_t - J_hat|| <= O(t rho^t) for t > B. P-small, n=30, K=6 directions
+    """Thm 4.7: ||J_t - J_hat|| <= O(t rho^t) for t > B. P-small, n=100, K=6 directions
     E_k ~ N(0, I), e_J(t) = (sum_k ||J_t[E_k] - J_hat[E_k]||^2)^(1/2) with J_t from the forward
     recursion (jacobians.jvp_recursion) and J_hat from the closed form of Sec. 0.5.
 
     Pass:
     (0) the recursion equals torch.func.jvp through the unrolled encoder (jvp_autograd) to 1e-12
-        relative, for t = 0..400 and 2 directions;
+        relative, for t = 0..400, 2 directions, the first 50 samples;
     (i) e_J(T_max) < 1e-8 ||J_hat|| for every sample (T_max = 2000, see jacobian_run);
     (ii) slope(log e_J) / slope(log e_z) over the common Sec. 0.7 window lies in [0.85, 1.05] for
-        >= 95 % of samples [proto: [0.928, 1.006]; measured ranges over seeds 0, 1, 2:
-        [0.913, 1.008], [0.890, 1.043], [0.900, 1.003]];
-    (iii) upper envelope log e_J = a + b log t + t log rho: b <= 1.3 for all samples. The rate is
-        held at rho_S, the exact local rate of P-T4.3 (i). With the catalogue's fitted rho_hat_z
-        instead, b reaches 1.81, 1.90, 2.03 at seeds 0, 1, 5, exactly on the samples whose
-        rho_hat_z is 1.3-2.4 % below rho_S (P-T4.3 (ii) out-of-band samples): the missing factor
-        (rho_S / rho_hat_z)^t is then absorbed by the log t term. With rho_S, b in [-1.8, 1.24]
-        over seeds 0-39 [proto: [-0.15, 1.07]]. b ~ 1 is not required (the t factor is an upper
-        bound).
+        >= 95 % of samples [proto: [0.928, 1.006]; measured ranges at seeds 0, 1, 2 (n = 100):
+        [0.915, 1.013], [0.919, 1.028], [0.922, 1.021]; in-band fraction >= 0.97 over seeds
+        0-59];
+    (iii) upper envelope. Asserted: the explicit O(t rho^t) envelope of the proof (see
+        jacobian_chunk), e_J(t) <= [sum_k (rho_S^(t-t0) ||E^k_t0|| + alpha (t - t0)
+        rho_S^(t-t0-1) ||M_k|| ||d_t0||)^2]^(1/2) (1 + 1e-9) for every t > t0 = B_i + 1 above
+        the 1e-12 floor; measured max e_J / envelope 0.975, 0.992, 0.980 at seeds 0, 1, 2. The
+        t factor is needed: 65 %, 60 %, 61 % of the samples exceed the same envelope without
+        the factor (t - t0) (recorded).
+        Report only: the catalogue's fit log e_J = a + b log t + t log rho with b <= 1.3. It is
+        not a consequence of the theorem and fails at some seeds: with rho = rho_S, b reached
+        1.323 at seed 53 (1 of 6000 samples over seeds 0-59; next 1.271, 1.241) on a sample whose
+        e_J / (t rho_S^t) rises monotonically from 5.06 to 7.75 over the window - the
+        (a_1 t - c) rho^t shape of an O(t rho^t) error whose constant term cancels near the
+        window start, not a faster factor. With the catalogue's fitted rho_hat_z instead of
+        rho_S, b reaches 1.8-2.0 on the samples whose rho_hat_z is 1.3-2.4 % below rho_S
+        (P-T4.3 (ii) out-of-band samples), the missing (rho_S / rho_hat_z)^t being absorbed by
+        log t. [proto: b in [-0.15, 1.07].]
     Negative control: dropping the mask 1{|u_t| > alpha lam} in the recursion makes the error
-    plateau: slope ratio < 0.3 for every sample, so (ii) rejects it."""
+    plateau: slope ratio < 0.3 for every sample, so (ii) rejects it, and it exceeds the
+    envelope (iii) for every sample."""
     run = jacobian_run(seed(0), device)
     fits = jacobian_fits(run)
     ratio, b = fits["ratio"], fits["b"]
     in_band = (ratio >= 0.85) & (ratio <= 1.05)
     final = run["e_J"][-1] / run["J_hat_norm"]
+    envelope = run["envelope_ratio"]
     evidence.seeds = [seed(0), seed(0) + 20_000]
     evidence.measure(
-        uncertified=int((~run["info"].certified).sum()), T_max=run["T"],
+        n=run["n"], uncertified=int((~run["info"].certified).sum()), T_max=run["T"],
         recursion_vs_autograd_rel=run["autograd_gap"],
         e_J_final_over_J_hat_max=final.max(),
         e_J_400_over_J_hat_max=float((run["e_J"][400] / run["J_hat_norm"]).max()),
         slope_ratio_min=ratio.min(), slope_ratio_median=np.median(ratio),
         slope_ratio_max=ratio.max(), fraction_slope_ratio_in_band=in_band.mean(),
-        envelope_b_min=b.min(), envelope_b_max=b.max(),
-        envelope_b_with_rho_hat_z_max=fits["b_rho_hat"].max(),
+        envelope_ratio_max=envelope.max(), envelope_ratio_median=np.median(envelope),
+        fraction_above_envelope_without_t_factor=float((run["envelope_no_t_ratio"] > 1).mean()),
+        catalogue_b_min=b.min(), catalogue_b_max=b.max(),
+        catalogue_b_with_rho_hat_z_max=fits["b_rho_hat"].max(),
         rho_S_min=run["rho_S"].min(), rho_S_max=run["rho_S"].max(),
         B_max=int(run["settle"].max()),
         control_no_mask_slope_ratio_max=fits["control_ratio"].max(),
+        control_no_mask_envelope_ratio_min=run["no_mask_envelope_ratio"].min(),
         sigma_max_sq=lipschitz_constant(run["D"]),
     )
-    evidence.predict(slope_ratio=1.0, envelope_b="<= 1 asymptotically (<= 1.3 required)",
-                     e_J_final_over_J_hat_max=0.0)
+    evidence.predict(slope_ratio=1.0, envelope_ratio_max="<= 1",
+                     catalogue_b="<= 1 asymptotically", e_J_final_over_J_hat_max=0.0)
     assert int((~run["info"].certified).sum()) == 0
     assert run["autograd_gap"] <= 1e-12
     assert (final < 1e-8).all()
     assert in_band.mean() >= 0.95
-    assert (b <= 1.3).all()
+    assert (envelope <= 1 + 1e-9).all()
     assert (fits["control_ratio"] < 0.3).all()
     assert ((fits["control_ratio"] >= 0.85) & (fits["control_ratio"] <= 1.05)).mean() < 0.95
+    assert (run["no_mask_envelope_ratio"] > 1).all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,7 +685,10 @@ def test_P_LA_4_tightness_example_exact(evidence, seed, device):
     three g_t to 1e-12 relative for t = 1..200, and the errors e_z, e_J, e_dec, e_lasso to 1e-12
     of the limit's norm. Tightness: e_J(t) / (t rho^t) = 2 alpha (z* - lam)/rho + (z* - 2 lam)/t
     exactly, so it is >= 2 alpha (z* - lam)/rho = 0.65 for every t (Theta, not only O); the
-    measured ratio matches this to 1e-4 wherever e_J is resolvable (e_J > 1e-10, t <= ~130).
+    measured ratio matches this to 1e-4 wherever e_J is resolvable (e_J > 1e-10, t <= 122).
+    Likewise the gradient orders that the lemma states: the measured e_dec and e_lasso equal the
+    closed forms to 1e-4 relative wherever > 1e-10, e_dec / rho^t -> (z* - lam)(z* - 2 lam) and
+    e_lasso / (t rho^2t) -> 2 alpha (z* - lam)^2 / rho (within 1 % at t = 200).
     Catalogue window: "within 1 % for t in [100, 200]" does not hold for its own parameters -
     the exact gap (z* - 2 lam) rho / (2 alpha (z* - lam) t) is 1.69 % at t = 100 and drops below 1 %
     only from t = 170, where e_J ~ 4e-15 is below what float64 resolves on J_t ~ 1. Asserted
@@ -635,6 +709,15 @@ def test_P_LA_4_tightness_example_exact(evidence, seed, device):
     control = float(np.linalg.norm(run["J"][-1] - printed))
     lasso_limit = 2 * ALPHA_1 * (Z_STAR_1 - LAM_1) ** 2 / rho
     lasso_ratio = np.abs(exact["lasso"][1:]) / (t[1:] * rho ** (2 * t[1:]))
+    # Gradient orders (what Lemma A.4 states): measured e_dec / rho^t and e_lasso / (t rho^2t)
+    # equal the closed forms wherever the error is resolvable in float64.
+    gradient_gap, gradient_points = {}, {}
+    for name in ("dec", "lasso"):
+        measured = checks["e_g"][name]
+        usable = measured > 1e-10
+        gradient_gap[name] = float(np.max(np.abs(measured[usable]
+                                                 / np.abs(exact[name][1:][usable]) - 1)))
+        gradient_points[name] = int(usable.sum())
     evidence.seeds = [seed(0)]
     evidence.measure(
         **{k: v for k, v in checks.items() if k.endswith("_gap")},
@@ -645,9 +728,13 @@ def test_P_LA_4_tightness_example_exact(evidence, seed, device):
         exact_gap_to_limit_170_200_max=float(gap_late.max()),
         e_J_60=float(checks["e_J"][60]),
         lasso_ratio_over_t_rho_2t_at_200=float(lasso_ratio[-1]),
+        dec_ratio_over_rho_t_at_200=float(abs(exact["dec"][-1]) / rho ** T_1),
+        gradient_error_vs_closed_form_resolvable=gradient_gap,
+        gradient_error_resolvable_points=gradient_points,
         control_printed_J_hat_error=control, sigma_max_sq=1.0,
     )
     evidence.predict(tightness_limit=limit, lasso_limit=lasso_limit,
+                     dec_limit=(Z_STAR_1 - LAM_1) * (Z_STAR_1 - 2 * LAM_1),
                      control_printed_J_hat_error=(1 + ALPHA_1) * (Z_STAR_1 - 2 * LAM_1),
                      e_J_60=float(np.abs(exact["J_error"][60])))
     for name in ("z", "J", "g_dec", "g_lasso", "g_ls", "g_hat"):
@@ -660,6 +747,8 @@ def test_P_LA_4_tightness_example_exact(evidence, seed, device):
     assert (exact_ratio >= limit).all()
     assert gap_late.max() <= 0.01
     assert abs(lasso_ratio[-1] / lasso_limit - 1) <= 0.01
+    for name in ("dec", "lasso"):
+        assert gradient_points[name] >= 20 and gradient_gap[name] <= 1e-4, name
     assert control > 0.1
 
 
@@ -698,28 +787,32 @@ def test_W_T3_2_jacobian_convergence_reuses_P_T4_7(evidence, seed, device):
     """W Thm 3.2: ||J_t - J_hat|| <= O(t rho^(t-1)), t > B. Equivalent to P Thm 4.7's O(t rho^t):
     the two differ by the constant 1/rho and no test can tell them apart (THEOREMS.md Sec. 2,
     Sec. 8 item 5). The P-T4.7 measurements are reused unchanged: e_J(T_max) < 1e-8 ||J_hat||,
-    slope ratio in [0.85, 1.05] for >= 95 %, and envelope exponent b <= 1.3. Asserted for the
-    equivalence: fitting the W normalisation log e_J = a' + b' log t + (t - 1) log rho_S gives
-    b' = b to 1e-9 and a' = a + log rho_S to 1e-9 (only the intercept moves). Negative control
-    (reused): the no-mask recursion plateaus (slope ratio < 0.3)."""
+    slope ratio in [0.85, 1.05] for >= 95 %, and the explicit envelope of the proof, whose
+    t-term alpha (t - t0) rho_S^(t-t0-1) ||M|| ||d_t0|| is written in W's form t rho^(t-1) (and is
+    <= (1/rho) t rho^t, P's form). Asserted for the equivalence: fitting the W normalisation
+    log e_J = a' + b' log t + (t - 1) log rho_S gives b' = b to 1e-9 and a' = a + log rho_S to
+    1e-9 (only the intercept moves; b itself is report-only, see P-T4.7). Negative control
+    (reused): the no-mask recursion plateaus (slope ratio < 0.3) and exceeds the envelope."""
     run = jacobian_run(seed(0), device)
     fits = jacobian_fits(run)
     in_band = (fits["ratio"] >= 0.85) & (fits["ratio"] <= 1.05)
     b_gap = np.abs(fits["b_W"] - fits["b"]).max()
     a_gap = np.abs(fits["a_W"] - fits["a"] - np.log(run["rho_S"])).max()
     evidence.seeds = [seed(0), seed(0) + 20_000]
-    evidence.measure(envelope_b_max=fits["b"].max(), envelope_b_W_max=fits["b_W"].max(),
+    evidence.measure(catalogue_b_max=fits["b"].max(), catalogue_b_W_max=fits["b_W"].max(),
                      b_W_minus_b_max=b_gap, intercept_shift_minus_log_rho_max=a_gap,
+                     envelope_ratio_max=run["envelope_ratio"].max(),
                      fraction_slope_ratio_in_band=in_band.mean(),
                      e_J_final_over_J_hat_max=float((run["e_J"][-1] / run["J_hat_norm"]).max()),
                      control_no_mask_slope_ratio_max=fits["control_ratio"].max(),
                      note="reuses the P-T4.7 run; O(t rho^(t-1)) = O(t rho^t) up to 1/rho")
-    evidence.predict(b_W_minus_b_max=0.0, intercept_shift="log rho_S")
+    evidence.predict(b_W_minus_b_max=0.0, intercept_shift="log rho_S", envelope_ratio_max="<= 1")
     assert (run["e_J"][-1] / run["J_hat_norm"] < 1e-8).all()
     assert in_band.mean() >= 0.95
-    assert (fits["b_W"] <= 1.3).all()
+    assert (run["envelope_ratio"] <= 1 + 1e-9).all()
     assert b_gap <= 1e-9 and a_gap <= 1e-9
     assert (fits["control_ratio"] < 0.3).all()
+    assert (run["no_mask_envelope_ratio"] > 1).all()
 
 
 @pytest.mark.fast
@@ -728,16 +821,18 @@ def test_W_T3_3_gradient_rates_reuse_P_runs(evidence, seed, device):
     """W Thm 3.3: ||g^dec_t - g_hat|| <= O(rho^t), ||g^ae-lasso_t - g_hat|| <= O(t rho^(2t-1)),
     ||g^ae-ls_t - g_hat|| <= O(t rho^(2t-1) + C_h), C_h an upper bound on M_J ||dh(z_hat)||
     = M_J lam sqrt|S|. Equivalent to P Thm 4.9 (O(t rho^2t), M_J lam sqrt s) up to 1/rho; P-T4.9
-    itself is checked elsewhere. Here, reusing the P-T4.7 run (n=30, K=6, T=2000), the
+    itself is checked elsewhere. Here, reusing the P-T4.7 run (n=100, K=6, T=2000), the
     gradient errors are measured along the K directions (see jacobian_run), pinned to
     gradients.estimate at T=60 to 1e-10 (relative to ||g_hat||).
     Pass (the P-T4.9 criteria that the projections decide):
     (a) slope(e_lasso)/slope(e_dec) (each over its Sec. 0.7 window, floor 1e-11 max(1, ||g_hat||))
         has median in [1.9, 2.05] and >= 90 % of samples in [1.8, 2.15] [proto: median 1.965];
-        measured medians over seeds 0, 1, 2: 1.976, 1.962, 1.940;
+        measured medians 1.975, 1.976, 1.976 at seeds 0, 1, 2 (n = 100), medians in
+        [1.958, 1.989] and in-band fractions >= 0.95 over seeds 0-15;
     (b) report only (calibrate): the upper-envelope exponents with rho_S, log e_lasso -
         2t log rho_S = a + b log t and log e_dec - t log rho_S = a + b log t; b is ~1 and ~0 at
-        most seeds but transients push it past any a-priori band (b_lasso = 1.305 at seed 2);
+        most seeds but transients push it past any a-priori band (max b_lasso 1.12, 1.54, 1.08
+        at seeds 0, 1, 2);
     (c) the ae-ls plateau is exactly the bias -lam J_hat^T sign(z_hat): relative deviation
         <= 1e-12 at T = 2000;
     (d) in the Lemma A.4 example the orders are exact, with the W constants: e_lasso/(t rho^(2t-1))
