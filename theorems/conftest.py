@@ -7,7 +7,8 @@ is written to ``--evidence-dir`` with the verdict taken from the outcome: a pass
 ``test_<id>_deviation_*`` documents a deviation, any other passing test says the claim holds, a
 failing one says it failed; a check of an item the catalogue lists as not numerically checkable
 sets ``evidence.verdict = "not checkable"`` itself. ``--base-seed`` shifts every seed of the
-suite; the checks must pass for any base seed. Computations run in float64 (THEOREMS.md Sec. 0.1) on ``--device``.
+suite; the checks must pass for any base seed. Computations run in float64 (THEOREMS.md
+Sec. 0.1) on ``--device``.
 """
 
 from __future__ import annotations
