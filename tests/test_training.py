@@ -104,5 +104,9 @@ def test_bad_options_name_the_option(problem):
         training.PUDLE(lr=0)
     with pytest.raises(ValueError, match="constraint"):
         training.PUDLE(constraint="box")
+    with pytest.raises(ValueError, match="2/L"):  # checked once, before the first step
+        training.PUDLE(n_layers=2, alpha=5.0).fit(d.X, D0)
+    with pytest.raises(ValueError, match="group_size"):
+        training.PUDLE(n_layers=2, prox="group").fit(d.X, D0)
     with pytest.raises(ValueError, match="D_star"):
         training.PUDLE(n_layers=2).fit(d.X, D0, D_star=d.D_star[:, :5])

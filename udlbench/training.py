@@ -78,6 +78,9 @@ class DictionaryLearner:
         """Per-step values a learner adds to its records (e.g. the decay factor)."""
         return {}
 
+    def check_start(self, X: torch.Tensor, D0: torch.Tensor) -> None:
+        """Validate the learner's options against the data before the first step."""
+
     def fit(
         self,
         X: torch.Tensor,
@@ -97,6 +100,7 @@ class DictionaryLearner:
                 )
         project = CONSTRAINTS[self.constraint]
         D = torch.nn.Parameter(project(D0.detach().clone()))
+        self.check_start(X, D.detach())
         opt = (
             torch.optim.Adam([D], lr=self.lr, eps=self.adam_eps)
             if self.optimizer == "adam"
@@ -199,6 +203,11 @@ class PUDLE(DictionaryLearner):
         nu = self._nu(step)
         return {} if nu is None else {"nu": nu}
 
+    def check_start(self, X, D0):
+        """One layer on one sample validates every encoder option, the step against 2/L included;
+        the steps then skip the step check, which would cost an eigenvalue solve per update."""
+        self._encode(X[:1], D0, self._encoder_options(0), n_layers=1)
+
     def gradient(self, X, D, step):
         grad, Z = gradients.estimate(
             self.estimator,
@@ -210,6 +219,7 @@ class PUDLE(DictionaryLearner):
             encoder=self.encoder,
             backprop_depth=self.backprop_depth,
             return_codes=True,
+            check_step=False,
             **self._encoder_options(step),
         )
         loss = 0.5 * ((X - Z @ D.T) ** 2).sum(1).mean()
@@ -217,9 +227,10 @@ class PUDLE(DictionaryLearner):
             loss = loss + self.lam * Z.abs().sum(1).mean()
         return grad, float(loss)
 
-    def _encode(self, X, D, options):
+    def _encode(self, X, D, options, n_layers=None):
         run = encoders.fista if self.encoder == "fista" else encoders.ista
-        return run(X, D, lam=self.lam, n_layers=self.n_layers, alpha=self.alpha, **options)
+        n_layers = self.n_layers if n_layers is None else n_layers
+        return run(X, D, lam=self.lam, n_layers=n_layers, alpha=self.alpha, **options)
 
     def encode(self, X: torch.Tensor) -> torch.Tensor:
         """Codes ``z_T`` of X with the learned dictionary (the decay factor of the last step)."""
