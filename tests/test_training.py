@@ -76,7 +76,7 @@ def test_nu_schedule_is_recorded_and_used(problem):
         lam=0.1, n_layers=10, lam_decay=schedule, lr=1e-3, batch_size=100, n_epochs=2
     ).fit(d.X, D0)
     assert learner.records_["nu"].tolist() == pytest.approx(
-        [1.0, 1.0, 0.95, 0.95, 0.9, 0.9, 0.85, 0.85, 0.8]
+        [1.0, 1.0, 1.0, 0.95, 0.95, 0.9, 0.9, 0.85, 0.85]  # row k: the factor of update k
     )
 
 

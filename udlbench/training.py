@@ -114,7 +114,7 @@ class DictionaryLearner:
 
         def record(step: int, epoch: int, loss: float) -> bool:
             row = {"step": step, "epoch": epoch, "loss": loss, "time": elapsed}
-            row.update(self.extra_record(step))
+            row.update(self.extra_record(max(step - 1, 0)))  # the update that produced D
             if D_star is not None:
                 with torch.no_grad():
                     row["error_spectral"] = metrics.dictionary_error(D, D_star, norm="spectral")
@@ -233,12 +233,10 @@ class PUDLE(DictionaryLearner):
         return run(X, D, lam=self.lam, n_layers=n_layers, alpha=self.alpha, **options)
 
     def encode(self, X: torch.Tensor) -> torch.Tensor:
-        """Codes ``z_T`` of X with the learned dictionary (the decay factor of the last step)."""
+        """Codes ``z_T`` of X with the learned dictionary (the decay factor of the last update)."""
         with torch.no_grad():
-            return self._encode(X, self.dictionary_, self._encoder_options(self._last_step()))
-
-    def _last_step(self) -> int:
-        return int(self.records_["step"].iloc[-1])
+            last_update = max(int(self.records_["step"].iloc[-1]) - 1, 0)
+            return self._encode(X, self.dictionary_, self._encoder_options(last_update))
 
 
 class AlternatingMinimization(DictionaryLearner):
