@@ -36,3 +36,18 @@ def test_clopper_pearson_matches_known_values():
     assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 10))
     with pytest.raises(ValueError, match="successes"):
         evidence.clopper_pearson(11, 10)
+
+
+def test_save_figure_writes_png_and_svg_and_lists_them(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    axes.semilogy([1, 2, 3], [1.0, 0.1, 0.01])
+    record = evidence.Evidence(claim="P-T4.3", test="t")
+    paths = record.save_figure(figure, tmp_path, "fig2")
+    plt.close(figure)
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
+    assert record.figures == ["figures/P-T4.3__fig2.png", "figures/P-T4.3__fig2.svg"]

@@ -23,6 +23,8 @@ import torch
 
 from udlbench.evidence import Evidence
 
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures are files; there is no display
+
 PAPERS = {
     "P": "Tolooshams & Ba, Stable and Interpretable Unrolled Dictionary Learning, TMLR 2023",
     "W": "Tolooshams & Ba, PUDLE: Implicit Acceleration of Dictionary Learning by "
@@ -53,6 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="cpu",
         choices=("cpu", "cuda"),
         help="device the checks compute on (default: cpu)",
+    )
+    group.addoption(
+        "--figures",
+        action="store_true",
+        help="render each check's paper figure into <evidence-dir>/figures",
     )
 
 
@@ -104,6 +111,23 @@ def seed(request: pytest.FixtureRequest) -> Callable[[int], int]:
     """``seed(k)`` is the k-th seed of this check shifted by ``--base-seed``."""
     base = request.config.getoption("--base-seed")
     return lambda k=0: base + k
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest):
+    """``figures(evidence, figure, name)`` saves the figure when ``--figures`` is given (and closes
+    it); a check draws its paper figure only when ``figures.enabled``."""
+    enabled = request.config.getoption("--figures")
+    directory = request.config.getoption("--evidence-dir")
+
+    def save(record: Evidence, figure, name: str) -> None:
+        import matplotlib.pyplot as plt
+
+        record.save_figure(figure, directory, name)
+        plt.close(figure)
+
+    save.enabled = enabled
+    return save
 
 
 @pytest.fixture

@@ -46,14 +46,25 @@ class Evidence:
         """Record what theory predicts for the measured quantities of the same name."""
         self.predicted.update({k: _plain(v) for k, v in values.items()})
 
+    def save_figure(self, figure, directory: str | os.PathLike, name: str) -> list[Path]:
+        """Save a matplotlib figure as ``<claim>__<name>.png`` and ``.svg`` under
+        ``directory/figures`` and list the files in the record (paths relative to ``directory``)."""
+        folder = Path(directory) / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = _safe(f"{self.claim}__{name}")
+        paths = []
+        for suffix in (".png", ".svg"):
+            path = folder / (stem + suffix)
+            figure.savefig(path, dpi=150, bbox_inches="tight")
+            paths.append(path)
+            self.figures.append(str(path.relative_to(directory)))
+        return paths
+
     def write(self, directory: str | os.PathLike) -> Path:
         """Write ``<claim>__<test>.json`` atomically into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        safe = "".join(
-            c if c.isalnum() or c in "-_." else "_" for c in f"{self.claim}__{self.test}"
-        )
-        target = directory / f"{safe}.json"
+        target = directory / f"{_safe(f'{self.claim}__{self.test}')}.json"
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as handle:
             json.dump(asdict(self), handle, indent=2, sort_keys=True)
@@ -77,6 +88,10 @@ def clopper_pearson(
         confidence_level=confidence, method="exact"
     )
     return float(ci.low), float(ci.high)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _plain(value: object) -> object:
