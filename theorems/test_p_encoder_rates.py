@@ -3,7 +3,8 @@ linear code convergence (Thm 4.3), Jacobian convergence O(t rho^t) (Thm 4.7) and
 example (Lemma A.4); and the workshop version's local rates (W Thms 3.1-3.3), which are the same
 statements up to the constant 1/rho. THEOREMS.md Secs. 0.7, 1 (P-P4.1, P-T4.3, P-T4.7, P-LA.4)
 and 2 (W-T3.1 / W-T3.2 / W-T3.3). The numbers behind P Fig. 2 / W Fig. 2 (mean_i ||z_t - z_hat||
-against t) are recorded in the P-T4.3 evidence; the figure itself is not rendered here.
+against t) are recorded in the P-T4.3 evidence, and the figure is drawn from the same run when
+the suite runs with ``--figures``.
 
 The runs are shared between checks through small caches keyed by seed and device: P-T4.3 and
 W-T3.1 read the same code run, P-T4.7, W-T3.2 and W-T3.3 the same Jacobian run.
@@ -413,9 +414,31 @@ def test_P_P4_1_deviation_support_settles_late_at_fixed_lam(evidence, seed, devi
 # P-T4.3
 # ---------------------------------------------------------------------------------------------
 
+def draw_fig2(evidence, figures, errors, faint=8):
+    """P Fig. 2 / W Fig. 2 from the P-T4.3 run: mean_i ||z_t - z_hat_i||_2 against t (log scale),
+    with the first ``faint`` samples drawn faintly. Exact zeros are left out of the log axis."""
+    import matplotlib.pyplot as plt
+
+    t = np.arange(errors.shape[0])
+    positive = lambda e: np.where(e > 0, e, np.nan)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i in range(min(faint, errors.shape[1])):
+        ax.plot(t, positive(errors[:, i]), color="0.6", lw=0.7, alpha=0.5,
+                label="individual samples" if i == 0 else None)
+    ax.plot(t, positive(errors.mean(1)), color="C0", lw=2,
+            label=f"mean over n = {errors.shape[1]} samples")
+    ax.set_yscale("log")
+    ax.set_xlabel("encoder iteration t")
+    ax.set_ylabel(r"$\|z_t - \hat z\|_2$")
+    ax.set_title(f"PUDLE Fig. 2 (P-small, m={M}, p={P}, s={S}, lam={LAM}, alpha={ALPHA})")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    figures(evidence, fig, "fig2")
+
+
 @pytest.mark.fast
 @pytest.mark.claim("P-T4.3", statement="Thm 4.3 (with Lemma A.2)")
-def test_P_T4_3_local_linear_code_convergence(evidence, seed, device):
+def test_P_T4_3_local_linear_code_convergence(evidence, seed, device, figures):
     """Thm 4.3: ||z_t - z_hat|| <= O(rho^t) for t > B, in the sharper form of THEOREMS.md: once the
     signed support is fixed, z_{t+1} - z_hat = (I - alpha D_S^T D_S)(z_t - z_hat) exactly, so the
     per-step ratio is <= rho_S = max(|1 - alpha lam_min|, |1 - alpha lam_max|) of D_S^T D_S, and
@@ -440,7 +463,9 @@ def test_P_T4_3_local_linear_code_convergence(evidence, seed, device):
     Negative control (ii): thresholding with lam instead of alpha lam (ISTA at lam/alpha) plateaus:
     rho_hat > 0.999 and the in-band fraction is far below 95 %. The divergent-step control is
     test_P_T4_3_divergent_step_control.
-    Reproduces the numbers of Fig. 2 / W Fig. 2 (mean_i e_t at FIG2_T, recorded)."""
+    Reproduces the numbers of Fig. 2 / W Fig. 2 (mean_i e_t at FIG2_T, recorded); with
+    ``--figures`` it draws the figure (mean_i e_t against t, a few samples faintly) from the same
+    run."""
     run = code_run(seed(0), device)
     rho_S, rho_hat = run["rho_S"], run["rho_hat"]
     ratio = rho_hat / rho_S
@@ -469,6 +494,8 @@ def test_P_T4_3_local_linear_code_convergence(evidence, seed, device):
     )
     evidence.predict(rate_ratio=1.0, fraction_rate_within_1pct=">= 0.95",
                      max_step_excess_over_rounding_unit=f"<= {ROUNDING / UNIT_ROUNDOFF:.1f}")
+    if figures.enabled:
+        draw_fig2(evidence, figures, run["errors"])
     assert int((~run["info"].certified).sum()) == 0
     # (i)
     assert float(run["ratio_excess"].max()) <= ROUNDING / UNIT_ROUNDOFF

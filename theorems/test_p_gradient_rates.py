@@ -12,7 +12,9 @@ values, each sample gets its own grid of 14 depths inside its THEOREMS.md Sec. 0
 (t >= B_i + 5 while e_lasso > 1e-11 ||g_hat_i||), placed with the local rate fitted on the code
 error, which is cheap for every t. The decoder gradient and the code error are analytic in the
 traced iterates z_t, so they are known at every t. The runs are shared between checks through
-small caches keyed by seed and device.
+small caches keyed by seed and device. With ``--figures`` the batch-mean check draws Fig. 3 and
+experiment B of P-T4.10 draws Fig. 4a (as a bar chart of the T = infinity limits, see there), from
+the numbers the checks compute anyway.
 """
 
 import functools
@@ -33,6 +35,7 @@ T_TRACE = 800  # traced ISTA depth: every window of P-small ends before it
 GRID_POINTS = 14  # reverse-mode depths per sample inside its window
 FLOOR = 1e-11  # P-T4.9: errors above 1e-11 times the reference norm enter the fits
 LAMS = (0.05, 0.1, 0.2)
+COLOURS = {"dec": "C0", "ae-lasso": "C1", "ae-ls": "C2"}  # one colour per estimator, every figure
 
 
 def p_small(n, seed, device, tau=TAU_B):
@@ -392,15 +395,36 @@ def test_P_T4_9_plateau_grows_with_lam(evidence, seed, device):
     assert not 0.7 <= control <= 1.2
 
 
+def draw_fig3(evidence, figures, depths, errors, *, floor):
+    """P Fig. 3 from the batch-mean check: ||g_T - g_hat|| of the three estimators against the
+    depth T (log scale); the floor of the slope fits is drawn dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind in ("dec", "ae-lasso", "ae-ls"):
+        ax.plot(depths, np.where(errors[kind] > 0, errors[kind], np.nan), "o-", ms=3,
+                color=COLOURS[kind], label=kind)
+    ax.axhline(floor, color="0.5", ls="--", lw=0.8, label="fit floor")
+    ax.set_yscale("log")
+    ax.set_xlabel("encoder iterations t (unrolled depth T)")
+    ax.set_ylabel(r"$\|g_t - \hat g\|_F$ (batch mean, n = 200)")
+    ax.set_title(f"PUDLE Fig. 3 (P-small, lam={LAM}, alpha={ALPHA}, tau_B={TAU_B:.4f})")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    figures(evidence, fig, "fig3")
+
+
 @pytest.mark.medium
 @pytest.mark.claim("P-T4.9", statement="Thm 4.9, eq. 12 (batch mean)")
-def test_P_T4_9_batch_mean_rates(evidence, seed, device):
+def test_P_T4_9_batch_mean_rates(evidence, seed, device, figures):
     """(v) The theorem is stated for expectations: with mean gradients over n = 200 (P-small) at
     depths T = T0, T0 + 10, ..., T0 + 150, T0 = max(150, max_i B_i + 5) so that every support is
     identified, slope(||g_ae-lasso_T - g_hat||)/slope(||g_dec_T - g_hat||) over the same depths
     (e_lasso > 1e-11 ||g_hat||) lies in [1.7, 2.3]. Measured at base seeds 0, 1, 2: 1.957, 2.063,
     1.913 (T0 = 170, 182, 150). Negative control: the sign-bug gradient 2 g_ae-ls - g_ae-lasso
-    has slope ratio < 1.3 (measured ~0)."""
+    has slope ratio < 1.3 (measured ~0). With ``--figures`` it draws Fig. 3: the batch-mean
+    errors ||g_T - g_hat|| of dec, ae-lasso and ae-ls at the same depths (ae-ls plateaus at its
+    bias)."""
     problem, D = p_small(200, seed(1), device)
     X = problem.X
     Z_hat, uncertified = certified_lasso(X, D, LAM)
@@ -409,13 +433,14 @@ def test_P_T4_9_batch_mean_rates(evidence, seed, device):
     settle = int(rates.settle_times(Z, Z_hat).max())
     first = max(150, settle + 5)
     depths = np.arange(first, first + 151, 10)
-    errors = {kind: [] for kind in ("dec", "ae-lasso", "sign-bug")}
+    errors = {kind: [] for kind in ("dec", "ae-lasso", "ae-ls", "sign-bug")}
     for T in depths:
         kw = dict(lam=LAM, alpha=ALPHA, n_layers=int(T))
         g_lasso = gradients.estimate("ae-lasso", X, D, **kw)
         g_ls = gradients.estimate("ae-ls", X, D, **kw)
         errors["dec"].append(float(frobenius(gradients.estimate("dec", X, D, **kw) - g_hat)))
         errors["ae-lasso"].append(float(frobenius(g_lasso - g_hat)))
+        errors["ae-ls"].append(float(frobenius(g_ls - g_hat)))
         errors["sign-bug"].append(float(frobenius(2 * g_ls - g_lasso - g_hat)))
     errors = {k: np.array(v) for k, v in errors.items()}
     keep = errors["ae-lasso"] > FLOOR * float(frobenius(g_hat))
@@ -426,8 +451,11 @@ def test_P_T4_9_batch_mean_rates(evidence, seed, device):
     evidence.measure(slope_ratio=ratio, control_slope_ratio=control, first_depth=first,
                      points=int(keep.sum()), rho_fitted_dec=fit_dec.rate,
                      mean_errors_dec=errors["dec"], mean_errors_lasso=errors["ae-lasso"],
+                     mean_errors_ls=errors["ae-ls"],
                      uncertified=uncertified, sigma_max_sq=lipschitz_constant(D))
     evidence.predict(slope_ratio=2.0)
+    if figures.enabled:
+        draw_fig3(evidence, figures, depths, errors, floor=FLOOR * float(frobenius(g_hat)))
     assert uncertified == 0
     assert keep.sum() >= 8
     assert 1.7 <= ratio <= 2.3
@@ -484,16 +512,45 @@ def global_errors(seed, device, tau, lam, n=2000):
                 uncertified=uncertified, D=D, X=X, g_hat=g_hat, g_ls=g_ls, g_star=g_star)
 
 
+def draw_fig4a(evidence, figures, limits, finite_lasso, finite_ls, *, n_finite):
+    """P Fig. 4a in the form experiment B supports: bars of ||g_inf - g*|| (closed-form limits,
+    n = 2000) and ||g_T - g*|| at T = 200 (n_finite samples of another seed) for ae-lasso and
+    ae-ls. g^dec has no separate limit (g^dec_inf = g^ae-lasso_inf = g_hat)."""
+    import matplotlib.pyplot as plt
+
+    kinds = ("ae-lasso", "ae-ls")
+    inf = (limits["lasso"], limits["ls"])
+    at_T = (finite_lasso, finite_ls)
+    x = np.arange(len(kinds))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bars = ax.bar(x - 0.2, inf, 0.4, color=[COLOURS[k] for k in kinds],
+                  label="t -> inf (closed form, n = 2000)")
+    finite = ax.bar(x + 0.2, at_T, 0.4, color=[COLOURS[k] for k in kinds], alpha=0.45,
+                    hatch="//", label=f"t = 200 (unrolled, n = {n_finite}, another seed)")
+    ax.bar_label(bars, fmt="%.3f")
+    ax.bar_label(finite, fmt="%.3f")
+    ax.set_ylim(0, 1.35 * max(*inf, *at_T))
+    ax.set_xticks(x, [f"{k}\n(dec: limit = ae-lasso)" if k == "ae-lasso" else k for k in kinds])
+    ax.set_xlabel("gradient estimator")
+    ax.set_ylabel(r"$\|g - g^*\|_F$")
+    ax.set_title(f"PUDLE Fig. 4a as bars of the limits (no finite-t curves), "
+                 f"tau_B={TAU_B:.4f}, lam={LAM}")
+    ax.legend()
+    figures(evidence, fig, "fig4a")
+
+
 @pytest.mark.fast
 @pytest.mark.claim("P-T4.10", statement="Thm 4.10, eq. 13")
-def test_P_T4_10_paper_configuration_ls_closer(evidence, seed, device):
+def test_P_T4_10_paper_configuration_ls_closer(evidence, seed, device, figures):
     """Experiment B (the paper's Fig. 4a setting): tau_B = 0.1406, lam = 0.2, n = 2000:
     ||g_ae-ls_inf - g*|| < ||g_ae-lasso_inf - g*|| (proto 0.062 against 0.149). Finite T: on
     200 samples of another seed, the unrolled gradients at T = 200 (gradients.estimate) lie within
     10 % of the gap from their own closed-form limits, and keep the ordering. Negative control:
     with the labels swapped the criterion fails. Measured at base seeds 0, 1, 2:
     ||g_lasso_inf - g*|| = 0.150, 0.151, 0.151 against ||g_ls_inf - g*|| = 0.063, 0.065, 0.066;
-    at T = 200 (n = 200) 0.182 / 0.085 at seed 0, within 5.3e-4 of the limits."""
+    at T = 200 (n = 200) 0.182 / 0.085 at seed 0, within 5.3e-4 of the limits.
+    With ``--figures`` it draws Fig. 4a as a bar chart: the check computes the T = infinity limits
+    and the single depth T = 200, not curves over t, so no ||g_t - g*|| curve is drawn."""
     out = global_errors(seed(0), device, TAU_B, LAM)
     sub = global_errors(seed(1), device, TAU_B, LAM, n=200)
     X, D = sub["X"], sub["D"]
@@ -512,6 +569,8 @@ def test_P_T4_10_paper_configuration_ls_closer(evidence, seed, device):
                      uncertified=out["uncertified"] + sub["uncertified"],
                      sigma_max_sq=lipschitz_constant(D))
     evidence.predict(error_lasso_inf=0.149, error_ls_inf=0.062)
+    if figures.enabled:
+        draw_fig4a(evidence, figures, out, finite_lasso, finite_ls, n_finite=X.shape[0])
     assert out["uncertified"] == 0 and sub["uncertified"] == 0
     assert out["ls"] < out["lasso"]
     assert not out["lasso"] < out["ls"]
