@@ -17,8 +17,8 @@ import torch
 
 from udlbench import lasso
 from udlbench._validation import check_choice, check_codes, check_data, check_dictionary
-from udlbench.dictionaries import Dense
 from udlbench.encoders import unroll
+from udlbench.linalg import lipschitz_constant
 
 ESTIMATORS = ("dec", "ae-lasso", "ae-ls")
 ORACLES = ("hat", "star")
@@ -79,7 +79,7 @@ def estimate(
     check_data(X, D)
     options = dict(lam=lam, n_layers=n_layers, accelerate=encoder == "fista", **encoder_options)
     if alpha is None:
-        alpha = 1.0 / _lipschitz(D)
+        alpha = 1.0 / lipschitz_constant(D)
     options["alpha"] = alpha
     if kind == "dec":
         with torch.no_grad():
@@ -111,10 +111,6 @@ def _backpropagate(kind: str, X: torch.Tensor, D: torch.Tensor, lam: float, opti
             loss = loss + lam * Z.abs().sum()
         (grad,) = torch.autograd.grad(loss / X.shape[0], leaf)
     return grad, Z.detach()
-
-
-def _lipschitz(D: torch.Tensor) -> float:
-    return Dense(D.detach()).lipschitz()
 
 
 def oracle(

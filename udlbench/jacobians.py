@@ -21,15 +21,15 @@ from __future__ import annotations
 import torch
 
 from udlbench._validation import check_choice, check_codes, check_data, check_dictionary
-from udlbench.dictionaries import Dense
 from udlbench.encoders import unroll
+from udlbench.linalg import lipschitz_constant
 from udlbench.operators import get_prox, lam_schedule
 
 _SOLVE_CHUNK_ENTRIES = 2**24
 
 
 def _resolve_alpha(D: torch.Tensor, alpha: float | None) -> float:
-    return 1.0 / Dense(D.detach()).lipschitz() if alpha is None else float(alpha)
+    return 1.0 / lipschitz_constant(D) if alpha is None else float(alpha)
 
 
 def jvp_autograd(
