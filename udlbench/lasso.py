@@ -34,7 +34,13 @@ from dataclasses import dataclass
 
 import torch
 
-from udlbench._validation import check_codes, check_data, check_dictionary, check_positive_int
+from udlbench._validation import (
+    check_codes,
+    check_data,
+    check_dictionary,
+    check_positive,
+    check_positive_int,
+)
 from udlbench.linalg import lipschitz_constant
 from udlbench.operators import soft_threshold
 
@@ -83,13 +89,6 @@ def _check_lam(lam: float) -> float:
             f"lam must be a finite number > 0; got {lam!r}. lam = 0 is least squares, whose "
             "solution is not unique when p > m (Tolooshams & Ba, TMLR 2023, Assumption 3.6)."
         )
-    return value
-
-
-def _check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
     return value
 
 
@@ -261,8 +260,8 @@ def kkt_certificate(
     check_data(X, D)
     check_codes(Z, X, D)
     lam = _check_lam(lam)
-    tol = _check_positive("tol", tol)
-    support_tol = _check_positive("support_tol", support_tol)
+    tol = check_positive("tol", tol)
+    support_tol = check_positive("support_tol", support_tol)
     if not 0 <= float(margin) < 1:
         raise ValueError(f"margin must lie in [0, 1); got {margin!r}.")
     Z64 = Z.detach().double()
@@ -348,7 +347,7 @@ def solve(
     check_dictionary(D)
     check_data(X, D)
     lam = _check_lam(lam)
-    tol = _check_positive("tol", tol)
+    tol = check_positive("tol", tol)
     check_positive_int("max_iter", max_iter)
     check_positive_int("check_every", check_every)
 

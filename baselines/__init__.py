@@ -1,0 +1,1 @@
+"""Baseline dictionary learners on the udlbench.training.DictionaryLearner interface."""
