@@ -41,7 +41,7 @@ def closeness_ratio(trajectory, D_star):
 
 @pytest.mark.slow
 @pytest.mark.claim("P-DL4", statement="Figs 4b-c, 12-14 (quick CPU configuration)")
-def test_P_DL4_ae_ls_reaches_the_closest_neighbourhood(evidence, seed, device):
+def test_P_DL4_ae_ls_reaches_the_closest_neighbourhood(evidence, seed, device, figures):
     """Quick configuration: m=20, p=40, s=3, n=1000, shared signs, tau_B=0.3, T=50, lam=0.2,
     alpha=0.2, full-batch Adam (lr 1e-3, eps 1e-8), 600 epochs, unit-norm atoms. With e_X the mean
     relative Frobenius error over the last 100 epochs, for each of 3 seeds:
@@ -57,7 +57,7 @@ def test_P_DL4_ae_ls_reaches_the_closest_neighbourhood(evidence, seed, device):
     0.62-0.76: the band still separates ae-ls from both."""
     common = dict(lam=0.2, alpha=0.2, n_layers=50, lr=1e-3, adam_eps=1e-8, n_epochs=600,
                   record_every=10)
-    results, seeds = [], [seed(k) for k in range(3)]
+    results, seeds, curves = [], [seed(k) for k in range(3)], {}
     for s in seeds:
         problem = data.make_sparse(20, 40, 1000, 3, sign="shared", seed=s, device=device)
         D0 = data.perturb(problem.D_star, 0.3, seed=s + 1)
@@ -65,6 +65,8 @@ def test_P_DL4_ae_ls_reaches_the_closest_neighbourhood(evidence, seed, device):
         for estimator in ("ae-ls", "ae-lasso", "dec"):
             learner, trajectory = train(problem, D0, estimator=estimator, seed=s, **common)
             errors = learner.records_["error_fro"]
+            if s == seeds[0]:
+                curves[estimator] = (learner.records_["epoch"], errors)
             finals[estimator] = float(errors.iloc[-10:].mean())
             minima[estimator] = float(errors.min())
             invariant = max(invariant, closeness_ratio(trajectory, problem.D_star))
@@ -77,6 +79,8 @@ def test_P_DL4_ae_ls_reaches_the_closest_neighbourhood(evidence, seed, device):
     buggy, _ = train(problem, D0, estimator="ae-ls", seed=seeds[0],
                      **{**common, "lam": common["lam"] / common["alpha"]})
     control = float(buggy.records_["error_fro"].iloc[-10:].mean())
+    if figures.enabled:
+        figures(evidence, draw_fig4bc(curves, seeds[0]), "fig4bc")
     evidence.seeds = seeds
     evidence.measure(runs=results, control_threshold_bug_final=control,
                      lasso_min_below_dec_min=[r["minimum"]["ae-lasso"] < r["minimum"]["dec"]
@@ -88,6 +92,23 @@ def test_P_DL4_ae_ls_reaches_the_closest_neighbourhood(evidence, seed, device):
         assert f["ae-ls"] < r["initial"] / 3, r
         assert r["closeness_ratio"] <= 2.0  # Lemma A.7 along all three trajectories
     assert not control <= 0.5 * first["final"]["dec"]
+
+
+def draw_fig4bc(curves, seed):
+    """PUDLE Figs 4b-c at the quick size: relative error against epochs, one colour per gradient."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for estimator, colour in (("dec", "C0"), ("ae-lasso", "C1"), ("ae-ls", "C2")):
+        epochs, errors = curves[estimator]
+        ax.plot(epochs, errors, color=colour, label=f"g_{estimator}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch (full-batch Adam update)")
+    ax.set_ylabel(r"$\|\bar D - \bar D^*\|_F / \|\bar D^*\|_F$")
+    ax.set_title(f"PUDLE Figs 4b-c, quick size (m=20, p=40, s=3, T=50, seed {seed})")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return fig
 
 
 def t411_problem(seed, device):
