@@ -51,3 +51,12 @@ def test_save_figure_writes_png_and_svg_and_lists_them(tmp_path):
     plt.close(figure)
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
     assert record.figures == ["figures/P-T4.3__fig2.png", "figures/P-T4.3__fig2.svg"]
+
+
+def test_load_and_record_files_ignore_other_json(tmp_path):
+    (tmp_path / "config.json").write_text('{"lr": 0.1}')
+    (tmp_path / "broken.json").write_text("{not json")
+    record = evidence.Evidence(claim="P-L3.2", test="t", verdict="holds")
+    path = record.write(tmp_path)
+    assert evidence.record_files(tmp_path) == [path]
+    assert [r.claim for r in evidence.load(tmp_path)] == ["P-L3.2"]

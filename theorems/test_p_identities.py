@@ -26,7 +26,8 @@ def p_small(n, seed, device):
 def test_P_AUX_lasso_minus_ls_is_lam_JT_sign(evidence, seed, device):
     """g_ae-lasso - g_ae-ls = lam J_T^T sign(z_T), with the right side a vector-Jacobian product
     through the encoder; and g_dec equals its closed form mean (D z_T - x) z_T^T. Tolerance 1e-12.
-    Negative control: g_ae-ls computed as if it were g_ae-lasso breaks the identity."""
+    Negative control: the misplaced-detach bug (g_dec, codes held constant, standing in for
+    g_ae-ls) must break the identity."""
     problem, D = p_small(64, seed(0), device)
     X = problem.X
     kw = dict(lam=LAM, alpha=ALPHA, n_layers=100)
@@ -38,7 +39,7 @@ def test_P_AUX_lasso_minus_ls_is_lam_JT_sign(evidence, seed, device):
     closed_form = (z_T @ D.T - X).T @ z_T / X.shape[0]
     g_dec = gradients.estimate("dec", X, D, **kw)
     dec_error = float((g_dec - closed_form).norm() / closed_form.norm())
-    control_error = float((g_lasso - g_lasso - rhs).norm() / rhs.norm())
+    control_error = float((g_lasso - g_dec - rhs).norm() / rhs.norm())
     evidence.seeds = [seed(0)]
     evidence.measure(
         identity_rel_error=identity_error,

@@ -72,9 +72,23 @@ class Evidence:
         return target
 
 
+def record_files(directory: str | os.PathLike) -> list[Path]:
+    """The evidence records in ``directory``: JSON files holding a claim and a verdict (other
+    files are left alone)."""
+    found = []
+    for path in Path(directory).glob("*.json"):
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and {"claim", "test", "verdict"} <= content.keys():
+            found.append(path)
+    return found
+
+
 def load(directory: str | os.PathLike) -> list[Evidence]:
     """Every record in ``directory``, sorted by claim and test."""
-    records = [Evidence(**json.loads(p.read_text())) for p in Path(directory).glob("*.json")]
+    records = [Evidence(**json.loads(p.read_text())) for p in record_files(directory)]
     return sorted(records, key=lambda r: (r.claim, r.test))
 
 

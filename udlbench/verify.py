@@ -100,7 +100,7 @@ def claim_table(records: list[evidence.Evidence]) -> str:
 def main(args) -> int:
     evidence_dir = Path(args.evidence_dir)
     evidence_dir.mkdir(parents=True, exist_ok=True)
-    for stale in evidence_dir.glob("*.json"):
+    for stale in evidence.record_files(evidence_dir):
         stale.unlink()
     status = run_suite(
         tiers=tuple(args.tier or DEFAULT_TIERS),
