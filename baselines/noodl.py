@@ -82,7 +82,7 @@ class NOODL(DictionaryLearner):
         self.rel_tol = None if rel_tol is None else check_positive("rel_tol", rel_tol)
         super().__init__(lr=self.eta_A, optimizer="sgd", **loop_options)
 
-    def _code(self, X: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    def code(self, X: torch.Tensor, D: torch.Tensor, step: int = 0) -> torch.Tensor:
         """Support estimate then R hard-thresholding iterations (Algorithm 1, steps 4-6)."""
         Z = hard_threshold(X @ D, self.C / 2)
         for _ in range(self.n_coding_iter):
@@ -95,13 +95,8 @@ class NOODL(DictionaryLearner):
 
     def gradient(self, X: torch.Tensor, D: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
         """``(Z D^T - X)^T sign(Z) / n`` and the batch loss ``mean 0.5 ||x - D z||^2``."""
-        Z = self._code(X, D)
+        Z = self.code(X, D)
         residual = Z @ D.T - X
         direction = residual.T @ torch.sign(Z) / X.shape[0]
         loss = 0.5 * (residual**2).sum(1).mean()
         return direction, float(loss)
-
-    def encode(self, X: torch.Tensor) -> torch.Tensor:
-        """Codes (n, p) of X (n, m) by the coding step with the learned dictionary."""
-        with torch.no_grad():
-            return self._code(X, self.dictionary_)

@@ -110,3 +110,33 @@ def test_bad_options_name_the_option(problem):
         training.PUDLE(n_layers=2, prox="group").fit(d.X, D0)
     with pytest.raises(ValueError, match="D_star"):
         training.PUDLE(n_layers=2).fit(d.X, D0, D_star=d.D_star[:, :5])
+
+
+def test_code_error_is_recorded_with_the_alignment_of_the_atoms(problem):
+    d, D0 = problem
+    # a permuted, sign-flipped start: the code error must undo the atoms' order and signs
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(3))
+    signs = torch.where(torch.arange(30) % 2 == 0, 1.0, -1.0).to(D0)
+    learner = training.AlternatingMinimization(lam=0.1, lr=1e-3, batch_size=400, max_steps=1)
+    records = learner.fit(
+        d.X, D0[:, perm] * signs, D_star=d.D_star, Z_star=d.Z_star
+    ).records_
+    Z0 = learner.code(d.X, d.D_star, 0)  # codes under the true dictionary
+    floor = float((Z0 - d.Z_star).norm() / d.Z_star.norm())
+    assert 0 < records["error_code"].iloc[0] < 10 * floor + 0.2
+    with pytest.raises(ValueError, match="Z_star needs D_star"):
+        learner.fit(d.X, D0, Z_star=d.Z_star)
+    with pytest.raises(ValueError, match=r"Z_star must have shape \(n, p\)"):
+        learner.fit(d.X, D0, D_star=d.D_star, Z_star=d.Z_star[:, :5])
+
+
+def test_a_learner_without_gradient_or_update_says_so(problem):
+    d, D0 = problem
+
+    class Empty(training.DictionaryLearner):
+        pass
+
+    with pytest.raises(NotImplementedError, match="neither gradient nor update"):
+        Empty(lr=1.0).fit(d.X, D0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        training.PUDLE().encode(d.X)

@@ -1,13 +1,16 @@
 """Dictionary-learning loops behind one interface: PUDLE (Tolooshams & Ba, TMLR 2023, Alg. 2) and
 alternating minimisation with exact lasso codes (Alg. 1).
 
-Every learner is constructed with its options, then ``fit(X, D0, *, D_star=None, callback=None)``
-runs and records one row every ``record_every`` steps (and after the last) in ``records_`` (a
-pandas DataFrame: ``step``, ``epoch``, ``loss``, ``time`` = cumulative wall time of the updates
-alone, and with ``D_star`` the relative dictionary errors ``error_spectral`` and ``error_fro``
-after alignment). Row 0 is the initial dictionary. The clock is paused while metrics are
-evaluated; on CUDA it is read after a synchronisation. ``callback(record, D)`` is called with each
-recorded row and the current dictionary (read-only) and may stop training by returning True.
+Every learner is constructed with its options, then
+``fit(X, D0, *, D_star=None, Z_star=None, callback=None)`` runs and records one row every
+``record_every`` steps (and after the last) in ``records_`` (a pandas DataFrame: ``step``,
+``epoch``, ``loss``, ``time`` = cumulative wall time of the updates alone; with ``D_star`` the
+relative dictionary errors ``error_spectral`` and ``error_fro`` after alignment; with ``Z_star``
+too the relative code error ``error_code`` of ``code(X, D)`` against the true codes, with the
+atoms' order and signs of the alignment). Row 0 is the initial dictionary. The clock is paused
+while metrics are evaluated; on CUDA it is read after a synchronisation. ``callback(record, D)``
+is called with each recorded row and the current dictionary (read-only) and may stop training by
+returning True.
 ``encode(X)`` returns codes with the learned dictionary.
 """
 
@@ -22,6 +25,7 @@ import torch
 from udlbench import encoders, gradients, lasso, metrics
 from udlbench._validation import (
     check_choice,
+    check_codes,
     check_data,
     check_dictionary,
     check_nonnegative,
@@ -37,8 +41,10 @@ OPTIMIZERS = ("adam", "sgd")
 class DictionaryLearner:
     """Shared fit loop: mini-batches, optimiser, atom constraint, timing and records.
 
-    Subclasses implement :meth:`gradient` (the update direction and the batch loss at D) and
-    :meth:`encode`.
+    Subclasses implement :meth:`code` (the codes of a batch under a dictionary) and either
+    :meth:`gradient` (the update direction and the batch loss at D, applied by the optimiser and
+    followed by the atom constraint) or, for methods that are not gradient steps, :meth:`update`
+    (with :meth:`start` to reset per-fit state such as sufficient statistics).
     """
 
     def __init__(
@@ -69,10 +75,38 @@ class DictionaryLearner:
         self.seed = int(seed)
 
     def gradient(self, X: torch.Tensor, D: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+        """The update direction at D for the batch X (n, m), and the batch loss."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither gradient nor update.")
+
+    def code(self, X: torch.Tensor, D: torch.Tensor, step: int) -> torch.Tensor:
+        """Codes (n, p) of X (n, m) under D as the learner computes them at update ``step``."""
         raise NotImplementedError
 
+    def start(self, X: torch.Tensor, D: torch.nn.Parameter) -> None:
+        """Reset per-fit state before the first update; the default builds the optimiser."""
+        self._optimizer = (
+            torch.optim.Adam([D], lr=self.lr, eps=self.adam_eps)
+            if self.optimizer == "adam"
+            else torch.optim.SGD([D], lr=self.lr)
+        )
+
+    def update(self, X: torch.Tensor, D: torch.nn.Parameter, step: int) -> float:
+        """Move D in place using the batch X and return the batch loss: by default one step of
+        the optimiser along :meth:`gradient`, then the atom constraint."""
+        grad, loss = self.gradient(X, D.detach(), step)
+        D.grad = grad
+        self._optimizer.step()
+        with torch.no_grad():
+            D.copy_(CONSTRAINTS[self.constraint](D))
+        return loss
+
     def encode(self, X: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Codes (n, p) of X (n, m) with the learned dictionary."""
+        if not hasattr(self, "dictionary_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(X, D0) first.")
+        check_data(X, self.dictionary_)
+        with torch.no_grad():
+            return self.code(X, self.dictionary_, max(self.n_updates_ - 1, 0))
 
     def extra_record(self, step: int) -> dict:
         """Per-step values a learner adds to its records (e.g. the decay factor)."""
@@ -87,9 +121,14 @@ class DictionaryLearner:
         D0: torch.Tensor,
         *,
         D_star: torch.Tensor | None = None,
+        Z_star: torch.Tensor | None = None,
         callback: Callback | None = None,
     ) -> DictionaryLearner:
-        """Learn a dictionary from samples X (n, m) starting at D0 (m, p)."""
+        """Learn a dictionary from samples X (n, m) starting at D0 (m, p).
+
+        ``D_star`` (m, p) adds the dictionary errors to the records; ``Z_star`` (n, p), the
+        true codes of X, adds the code error and needs ``D_star`` for the atoms' alignment.
+        """
         check_dictionary(D0, name="D0")
         check_data(X, D0)
         if D_star is not None:
@@ -98,14 +137,14 @@ class DictionaryLearner:
                 raise ValueError(
                     f"D_star has shape {tuple(D_star.shape)} but D0 has {tuple(D0.shape)}."
                 )
+        if Z_star is not None:
+            if D_star is None:
+                raise ValueError("Z_star needs D_star: the code error aligns atoms to D_star.")
+            check_codes(Z_star, X, D0, name="Z_star")
         project = CONSTRAINTS[self.constraint]
         D = torch.nn.Parameter(project(D0.detach().clone()))
         self.check_start(X, D.detach())
-        opt = (
-            torch.optim.Adam([D], lr=self.lr, eps=self.adam_eps)
-            if self.optimizer == "adam"
-            else torch.optim.SGD([D], lr=self.lr)
-        )
+        self.start(X, D)
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
         generator = torch.Generator().manual_seed(self.seed)
@@ -119,6 +158,10 @@ class DictionaryLearner:
                 with torch.no_grad():
                     row["error_spectral"] = metrics.dictionary_error(D, D_star, norm="spectral")
                     row["error_fro"] = metrics.dictionary_error(D, D_star, norm="fro")
+                    if Z_star is not None:
+                        row["error_code"] = _code_error(
+                            self.code(X, D.detach(), max(step - 1, 0)), D.detach(), D_star, Z_star
+                        )
             records.append(row)
             return bool(callback(row, D.detach())) if callback is not None else False
 
@@ -131,11 +174,7 @@ class DictionaryLearner:
                     break
                 X_batch = X if order is None else X[order[start : start + batch]]
                 tic = _clock(X.device)
-                grad, loss = self.gradient(X_batch, D.detach(), step)
-                D.grad = grad
-                opt.step()
-                with torch.no_grad():
-                    D.copy_(project(D))
+                loss = self.update(X_batch, D, step)
                 elapsed += _clock(X.device) - tic
                 step += 1
                 if step % self.record_every == 0:
@@ -145,8 +184,18 @@ class DictionaryLearner:
         if records[-1]["step"] != step:
             record(step, epoch, loss)
         self.dictionary_ = D.detach().clone()
+        self.n_updates_ = step
         self.records_ = pd.DataFrame.from_records(records)
         return self
+
+
+def _code_error(
+    Z: torch.Tensor, D: torch.Tensor, D_star: torch.Tensor, Z_star: torch.Tensor
+) -> float:
+    """``||Z_aligned - Z*||_F / ||Z*||_F`` with the atom order and signs matching D to D_star."""
+    alignment = metrics.align(D, D_star)
+    Z_aligned = Z[:, alignment.permutation.to(Z.device)] * alignment.signs.to(Z)
+    return float(torch.linalg.vector_norm(Z_aligned - Z_star) / torch.linalg.vector_norm(Z_star))
 
 
 def _clock(device: torch.device) -> float:
@@ -232,11 +281,10 @@ class PUDLE(DictionaryLearner):
         n_layers = self.n_layers if n_layers is None else n_layers
         return run(X, D, lam=self.lam, n_layers=n_layers, alpha=self.alpha, **options)
 
-    def encode(self, X: torch.Tensor) -> torch.Tensor:
-        """Codes ``z_T`` of X with the learned dictionary (the decay factor of the last update)."""
+    def code(self, X, D, step):
+        """Codes ``z_T`` of X under D with the encoder of update ``step`` (its decay factor)."""
         with torch.no_grad():
-            last_update = max(int(self.records_["step"].iloc[-1]) - 1, 0)
-            return self._encode(X, self.dictionary_, self._encoder_options(last_update))
+            return self._encode(X, D, self._encoder_options(step))
 
 
 class AlternatingMinimization(DictionaryLearner):
@@ -255,5 +303,6 @@ class AlternatingMinimization(DictionaryLearner):
         loss = lasso.objective(X, D, Z, lam=self.lam).mean()
         return gradients.analytic(X, D, Z), float(loss)
 
-    def encode(self, X: torch.Tensor) -> torch.Tensor:
-        return lasso.solve(X, self.dictionary_, lam=self.lam)
+    def code(self, X, D, step):
+        """Certified lasso codes of X under D."""
+        return lasso.solve(X, D, lam=self.lam)
