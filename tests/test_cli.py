@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
@@ -70,48 +69,6 @@ def test_unknown_subcommand_fails_with_message():
 def test_no_subcommand_prints_help_and_fails(capsys):
     assert cli.main([]) == 2
     assert "usage: udlbench" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--estimator", "bogus"], "invalid choice"),
-        (["--device", "tpu"], "invalid choice"),
-        (["--epochs", "0"], "expected an integer >= 1"),
-        (["--seed", "-1"], "expected an integer >= 0"),
-        (["--seed", "one"], "expected an integer"),
-    ],
-)
-def test_run_rejects_bad_options(capsys, args, message):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["run", *args])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_run_passes_parsed_options_to_quickstart(monkeypatch):
-    received = []
-    fake = types.ModuleType("udlbench.quickstart")
-    fake.main = lambda args: received.append(args) or 0
-    monkeypatch.setitem(sys.modules, "udlbench.quickstart", fake)
-
-    assert cli.main(["run"]) == 0
-    assert cli.main(["run", "--seed", "3", "--epochs", "2", "--estimator", "dec"]) == 0
-
-    defaults, chosen = received
-    assert (defaults.seed, defaults.epochs, defaults.device, defaults.estimator) == (
-        0,
-        30,
-        "cpu",
-        "ae-ls",
-    )
-    assert (chosen.seed, chosen.epochs, chosen.estimator) == (3, 2, "dec")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
-def test_run_on_cuda_without_device_fails(capsys):
-    assert cli.main(["run", "--device", "cuda"]) == 2
-    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_import_is_light():

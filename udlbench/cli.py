@@ -1,9 +1,11 @@
-"""Command-line interface: ``udlbench info`` and ``udlbench run``.
+"""Command-line interface: ``udlbench info | list | run | report | verify``.
 
 ``udlbench info`` prints the provenance that every result of udlbench records (versions, commit,
-threads, BLAS, devices); ``udlbench run`` is the main job, a small dictionary-learning run that
-prints the dictionary recovery error per epoch (``udlbench.quickstart``). Heavy modules (torch,
-numpy, the library) are imported inside the subcommands so that ``udlbench --help`` is instant.
+threads, BLAS, devices); ``udlbench list`` the experiments, methods and generators;
+``udlbench run`` is the main job: it runs experiments' sweeps into a results store and writes the
+comparison report (``udlbench.sweep``); ``udlbench report`` re-makes a report from stored results;
+``udlbench verify`` runs the theorem suite. Heavy modules (torch, numpy, the library) are imported
+inside the subcommands so that ``udlbench --help`` is instant.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from pathlib import Path
 
 from udlbench import __version__
 
-ESTIMATORS = ("dec", "ae-lasso", "ae-ls")
 DEVICES = ("cpu", "cuda")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,8 +192,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    return importlib.import_module("udlbench.sweep").list_main(args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    if args.device == "cuda":
+    sweep = importlib.import_module("udlbench.sweep")
+    sweep.resolve_executor(args)
+    if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
@@ -201,8 +208,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    quickstart = importlib.import_module("udlbench.quickstart")
-    return int(quickstart.main(args) or 0)
+    return sweep.run_main(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    report = importlib.import_module("udlbench.report")
+    try:
+        index = report.write_report(args.results, Path(args.output), evidence_dir=args.evidence)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"udlbench report: error: {error}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -240,32 +257,37 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print a JSON object instead")
     info.set_defaults(handler=_cmd_info)
 
+    listing = commands.add_parser(
+        "list",
+        help="list experiments, methods and dataset generators",
+        description="List the registered experiments (with their methods), the methods and the "
+        "dataset generators.",
+    )
+    listing.add_argument("--experiments-file", action="append", metavar="FILE",
+                         help="also load experiments from this .py/.yaml/.toml file")
+    listing.set_defaults(handler=_cmd_list)
+
     run = commands.add_parser(
         "run",
-        help="small dictionary-learning run printing recovery error per epoch",
-        description="Train an unrolled dictionary-learning autoencoder on synthetic sparse data "
-        "and print the dictionary recovery error after every epoch.",
+        help="run experiments' sweeps and write the comparison report (the main job)",
+        description="Run the sweeps of the named experiments (default: the main job's selection) "
+        "on a profile, store every run in the results directory (finished runs are skipped, an "
+        "interrupted sweep resumes), then write the HTML comparison report.",
     )
-    run.add_argument(
-        "--seed",
-        type=_int_at_least(0),
-        default=0,
-        help="seed of the data, the initial dictionary and the batches (default: 0)",
-    )
-    run.add_argument(
-        "--epochs",
-        type=_int_at_least(1),
-        default=30,
-        help="number of training epochs (default: 30)",
-    )
-    run.add_argument("--device", choices=DEVICES, default="cpu", help="device (default: cpu)")
-    run.add_argument(
-        "--estimator",
-        choices=ESTIMATORS,
-        default="ae-ls",
-        help="gradient estimator of the dictionary update (default: ae-ls)",
-    )
+    importlib.import_module("udlbench.sweep").add_arguments(run)
     run.set_defaults(handler=_cmd_run)
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML comparison report of stored results",
+        description="Make the static HTML report (figures, tables, theorem table, environment) "
+        "from one or more results directories.",
+    )
+    report.add_argument("results", nargs="+", metavar="RESULTS", help="results directories")
+    report.add_argument("-o", "--output", required=True, help="report directory")
+    report.add_argument("--evidence", default="results/evidence",
+                        help="theorem evidence records (default results/evidence)")
+    report.set_defaults(handler=_cmd_report)
 
     verify = commands.add_parser(
         "verify",
