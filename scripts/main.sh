@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Main job: a small dictionary-learning run that prints the dictionary recovery error per epoch.
-# Arguments go to `udlbench run` (see `bash scripts/main.sh --help`).
+# Main job: run the default experiment selection on the quick profile into results/ and write the
+# comparison report to reports/latest/. Arguments go to `udlbench run` (see `bash scripts/main.sh --help`).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

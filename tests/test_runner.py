@@ -110,6 +110,7 @@ def test_rows_carry_parameters_records_and_provenance(tiny, tmp_path):
     assert table["error_fro"].notna().all() and table["dtype"].eq("float32").all()
 
 
+@pytest.mark.medium  # starts a process pool and a Dask cluster
 def test_executors_give_identical_numbers(tiny, tmp_path):
     runs = _runs(tiny, [("dataset.s", 2)], seeds=[3])
     tables = {}

@@ -173,9 +173,9 @@ class DictionaryLearner:
                 if stop or (self.max_steps is not None and step >= self.max_steps):
                     break
                 X_batch = X if order is None else X[order[start : start + batch]]
-                tic = _clock(X.device)
+                tic = clock(X.device)
                 loss = self.update(X_batch, D, step)
-                elapsed += _clock(X.device) - tic
+                elapsed += clock(X.device) - tic
                 step += 1
                 if step % self.record_every == 0:
                     stop = record(step, epoch, loss)
@@ -198,7 +198,8 @@ def _code_error(
     return float(torch.linalg.vector_norm(Z_aligned - Z_star) / torch.linalg.vector_norm(Z_star))
 
 
-def _clock(device: torch.device) -> float:
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` read after a synchronisation of ``device`` when it is a GPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
