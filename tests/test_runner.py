@@ -172,7 +172,8 @@ def test_experiments_load_from_yaml_toml_and_python(tmp_path):
 
 
 def test_registry_holds_the_papers_experiments_and_they_resolve():
-    for name in ("pudle-fig4", "pudle-fig5", "pudle-fig12", "pudle-fig13", "pudle-fig14"):
+    for name in ("pudle-fig4", "pudle-fig5", "pudle-fig12", "pudle-fig13", "pudle-fig14",
+                 "pudle-fig15"):
         experiment = experiments.get(name)
         for profile in experiments.PROFILES:
             for spec in experiments.plan(experiment, experiments.resolve(experiment, profile)):

@@ -439,3 +439,29 @@ register(
         },
     )
 )
+
+register(
+    Experiment(
+        name="pudle-fig15",
+        title="PUDLE Fig. 15: the three gradients from the pairwise initialisation of Arora et al.",
+        dataset={"generator": "sparse", "init": "arora", "m": 50, "p": 50, "s": 5, "n": 2000,
+                 "dictionary": "orthogonal", "amplitude": "normal"},
+        methods={k: {**v, "lam": 0.05, "alpha": 0.2, "lr": 1e-3, "adam_eps": 1e-8}
+                 for k, v in _THREE_GRADIENTS.items()},
+        budget={"batch_size": None, "n_epochs": 300, "record_every": 10},
+        grid={"methods.*.n_layers": [25, 50]},
+        seeds=[0, 1, 2],
+        profiles={
+            "full": {
+                "dataset": {"m": 100, "p": 100, "n": 10_000},
+                "budget": {"n_epochs": 600, "record_every": 5},
+                "grid": {"methods.*.n_layers": [25, 100]},
+            },
+        },
+        reference={
+            "source": "Tolooshams & Ba, TMLR 2023, Fig. 15 and App. C.1; THEOREMS.md P-F15",
+            "claim": "from the Arora et al. initialisation, g_ae-ls converges to a closer "
+            "neighbourhood of D* than g_dec and g_ae-lasso",
+        },
+    )
+)
