@@ -178,6 +178,11 @@ def test_registry_holds_the_papers_experiments_and_they_resolve():
         for profile in experiments.PROFILES:
             for spec in experiments.plan(experiment, experiments.resolve(experiment, profile)):
                 runner.check(spec)
+    fig5 = experiments.get("pudle-fig5")
+    quick = experiments.plan(fig5, experiments.resolve(fig5, "quick"))
+    assert len(quick) == 2 * 6 * 3  # a grid of two problem sizes (merged dataset sections)
+    assert {(r.dataset["m"], r.dataset["s"], r.dataset["n"]) for r in quick} == {
+        (50, 5, 5000), (100, 3, 5000)}
     full = experiments.resolve(experiments.get("pudle-fig5"), "full")
     assert (full["dataset"]["m"], full["dataset"]["p"], full["grid"]) == (
         1000, 1500, {"dataset.s": [10, 20, 40]})

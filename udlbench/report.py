@@ -42,8 +42,13 @@ def _grid_columns(table: pd.DataFrame) -> list[str]:
 
 
 def _point_label(point: tuple, columns: list[str]) -> str:
-    return ", ".join(f"{c[5:].replace('methods.*.', '')}={v}" for c, v in zip(
-        columns, point, strict=True)) or "all runs"
+    parts = []
+    for column, value in zip(columns, point, strict=True):
+        if isinstance(value, str) and value.startswith("{"):  # a merged section, e.g. sizes
+            parts += [f"{k}={v}" for k, v in json.loads(value).items()]
+        else:
+            parts.append(f"{column[5:].replace('methods.*.', '')}={value}")
+    return ", ".join(parts) or "all runs"
 
 
 def _groups(table: pd.DataFrame):
