@@ -265,7 +265,9 @@ def test_options_are_validated_by_name(option):
 
 
 @pytest.mark.parametrize(
-    "corrupt", [lambda Y: Y + 0.5, lambda Y: Y + M + 1, lambda Y: Y - M - 1], ids=str
+    "corrupt",
+    [lambda Y: Y + 0.5, lambda Y: Y + M + 1, lambda Y: Y - M - 1],
+    ids=["fractional", "above_M", "negative"],
 )
 def test_counts_must_be_integers_in_range(corrupt):
     data = _simulation(5, 60, 10)
