@@ -74,6 +74,9 @@ def test_method_options_and_values_are_validated_before_any_run(tiny):
     bad_value = _runs(tiny, [("methods.ls.n_layers", 0)], seeds=[0])[0]
     with pytest.raises(ValueError, match="n_layers"):
         runner.check(bad_value)
+    typo = experiments.Experiment(**{**TINY, "dataset": {**TINY["dataset"], "snr": 3.0}})
+    with pytest.raises(ValueError, match=r"dataset 'sparse' has no option\(s\) \['snr'\].*snr_db"):
+        runner.check(_runs(typo)[0])
     bad_data = _runs(tiny, [("dataset.init", "sideways")], seeds=[0])[0]
     # a dataset value error surfaces when the run draws its data: a failed run, named
     assert "init" in runner._guarded(bad_data, {})[1]["error"]

@@ -15,6 +15,7 @@ Initialisations (option ``init``):
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -78,17 +79,30 @@ def sparse(
 GENERATORS = {"sparse": sparse}
 
 
-def build(options: dict, seed: int, *, dtype: str = "float32", device: str = "cpu") -> Problem:
-    """The problem an experiment's ``dataset`` section describes, drawn with ``seed``."""
+def check(options: dict) -> tuple[str, dict]:
+    """The generator named by an experiment's ``dataset`` section and its options; raises
+    ValueError naming an unknown generator or option (with the valid ones)."""
     options = dict(options)
     generator = options.pop("generator", "sparse")
     if generator not in GENERATORS:
         raise ValueError(
             f"dataset generator {generator!r} is unknown; choose from {sorted(GENERATORS)}."
         )
+    allowed = [
+        name for name in inspect.signature(GENERATORS[generator]).parameters
+        if name not in ("seed", "dtype", "device")
+    ]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"dataset {generator!r} has no option(s) {unknown}; its options are {sorted(allowed)}."
+        )
+    return generator, options
+
+
+def build(options: dict, seed: int, *, dtype: str = "float32", device: str = "cpu") -> Problem:
+    """The problem an experiment's ``dataset`` section describes, drawn with ``seed``."""
+    generator, options = check(options)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is unknown; choose from {sorted(DTYPES)}.")
-    try:
-        return GENERATORS[generator](**options, seed=seed, dtype=DTYPES[dtype], device=device)
-    except TypeError as error:
-        raise ValueError(f"dataset {generator!r}: {error}") from None
+    return GENERATORS[generator](**options, seed=seed, dtype=DTYPES[dtype], device=device)

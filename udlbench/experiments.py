@@ -21,6 +21,7 @@ An experiment is plain data, so that it can live in a short Python file or a YAM
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -234,8 +235,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        import hashlib
-
+        """A stable hash of everything that determines the run's numbers (not the profile)."""
         payload = json.dumps(
             {k: v for k, v in self.__dict__.items() if k != "profile"},
             sort_keys=True,

@@ -16,7 +16,6 @@ untimed warm-up updates on a copy of the problem precede each timed run.
 
 from __future__ import annotations
 
-import inspect
 import json
 import multiprocessing
 import resource
@@ -66,22 +65,7 @@ def check(spec: RunSpec) -> None:
     options = dict(spec.options)
     name = options.pop("method")
     methods.build(name, options)
-    dataset = dict(spec.dataset)
-    generator = dataset.pop("generator", "sparse")
-    if generator not in datasets.GENERATORS:
-        raise ValueError(
-            f"dataset generator {generator!r} is unknown; choose from "
-            f"{sorted(datasets.GENERATORS)}."
-        )
-    allowed = [
-        p for p in inspect.signature(datasets.GENERATORS[generator]).parameters
-        if p not in ("seed", "dtype", "device")
-    ]
-    unknown = sorted(set(dataset) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"dataset {generator!r} has no option(s) {unknown}; its options are {sorted(allowed)}."
-        )
+    datasets.check(spec.dataset)
 
 
 def execute(spec: RunSpec, origin: dict) -> pd.DataFrame:
