@@ -438,21 +438,22 @@ def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, devic
     """P Fig. 15: initialised close to D*, g^ae-ls converges to a closer neighbourhood of D* than
     g^dec and g^ae-lasso. Set-up (THEOREMS.md P-F15, reduced size): m = p = 50, orthogonal D*,
     s = 5 with N(0, 1) amplitudes, n = 2000, lam = 0.05, alpha = 0.2, T = 25 (of {25, 100}; T = 100
-    costs 4x), full-batch Adam (lr 1e-3, eps 1e-8) for 150 epochs, unit-norm atoms, errors
+    costs 4x), full-batch Adam (lr 1e-3, eps 1e-8) for 300 epochs, unit-norm atoms, errors
     aligned by linear_sum_assignment. Initialisation: Arora et al.'s pairwise method computed from
     X (baselines.arora.arora_init with 2000 candidate pairs; with its default 500 one atom in 50
     is often not found and filled with a random unit vector, which then dominates the Frobenius
     error: e_ls 0.19-0.21 against e_dec 0.12 on such seeds, measured; shortfalls are counted).
-    Criterion on each of 3 seeds, e_X the mean relative Frobenius error over the last 40 epochs:
-    e_ls < min(e_dec, e_lasso), the paper's ordering; the ratio e_ls / min is recorded. P-DL4's
-    factor 0.5 is not asserted here: from the Arora start (error about 0.20) 150 epochs leave
-    g^ae-ls still descending, and base seed 0 measured ratios 0.13 / 0.54 / 0.52 (e_ls 0.0068 /
-    0.027 / 0.025, e_lasso 0.049-0.051, e_dec 0.052-0.054). Negative control (first seed): g^ae-ls
-    with the threshold bug (lam instead of alpha lam) does not beat g^dec (0.065 against 0.052).
+    Criterion (i) of P-DL4 quick on each of 3 seeds, e_X the mean relative Frobenius error over
+    the last 40 epochs: e_ls <= 0.5 min(e_dec, e_lasso). Negative control (first seed): g^ae-ls
+    with the threshold bug (lam instead of alpha lam) does not satisfy it against g^dec.
+    From the Arora start (error about 0.20) g^ae-ls needs about 300 epochs to settle: at epoch
+    150 it was still at 0.022 / 0.019 on two seeds (ratio 0.52-0.54, failing); at epoch 300,
+    e_ls 0.0046 / 0.0048 / 0.0047 against min(e_dec, e_lasso) 0.052 / 0.053 / 0.051 (ratio 0.09),
+    seeds 0 / 1 / 2 (base seed 0).
     Calibration with the catalogue's proxy start normalize(D* + 0.05 N(0, I/m)), seeds 0-4:
     initial error 0.048-0.050; e_ls 0.0043-0.0044, e_lasso 0.0435-0.0455, e_dec 0.0464-0.0483
-    (e_ls / min = 0.10); control 0.058-0.060 against e_dec 0.046-0.048."""
-    options = dict(lam=0.05, alpha=0.2, n_layers=25, lr=1e-3, adam_eps=1e-8, n_epochs=150,
+    (e_ls / min = 0.10); control 0.058-0.060 against 0.5 e_dec = 0.023-0.024."""
+    options = dict(lam=0.05, alpha=0.2, n_layers=25, lr=1e-3, adam_eps=1e-8, n_epochs=300,
                    record_every=10)
     results, seeds = [], [seed(k) for k in range(3)]
     control = None
@@ -481,11 +482,11 @@ def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, devic
                      sigma_max_sq_D_star=1.0)
     evidence.measure(ratios=[r["final"]["ae-ls"] / min(r["final"]["dec"], r["final"]["ae-lasso"])
                              for r in results])
-    evidence.predict(order="e_ls < min(e_dec, e_lasso)")
+    evidence.predict(order="e_ls <= 0.5 min(e_dec, e_lasso)")
     for r in results:
         f = r["final"]
-        assert f["ae-ls"] < min(f["dec"], f["ae-lasso"]), r
-    assert not control["ls_threshold_bug"] < control["dec"]
+        assert f["ae-ls"] <= 0.5 * min(f["dec"], f["ae-lasso"]), r
+    assert not control["ls_threshold_bug"] <= 0.5 * control["dec"]
 
 
 @pytest.mark.slow
