@@ -21,17 +21,20 @@ binomial family, ICML 2020 Sec. 3.2). Autograd runs through every use of ``D``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from udlbench import kernel
 from udlbench._validation import check_choice, check_positive_int, check_same_kind, check_tensor
 from udlbench.dictionaries import Convolutional, Dense, Dictionary, as_dictionary
 from udlbench.operators import Prox, get_prox, lam_schedule
 
 FAMILIES = ("gaussian", "binomial", "poisson")
+logger = logging.getLogger(__name__)
 
 # The largest stable step is 2 / (curvature bound); the curvature of the binomial negative
 # log-likelihood is at most sigma_max^2 / 4 (ICML 2020, Sec. 3.2). Poisson has no global bound.
@@ -111,6 +114,8 @@ def unroll(
     W_d: torch.Tensor | Dictionary | None = None,
     backprop_depth: int | None = None,
     check_step: bool = True,
+    form: str = "auto",
+    backward: str = "autograd",
 ) -> torch.Tensor:
     """Run ``n_layers`` proximal-gradient layers; the engine behind :func:`ista`, :func:`fista`
     and :func:`expfamily` (see the module docstring for the recursion).
@@ -119,8 +124,16 @@ def unroll(
     all iterates ``z_0 .. z_T`` of shape (T + 1, *code_shape). With ``backprop_depth=K`` only the
     last K layers are recorded by autograd (truncated back-propagation; Malezieux et al.,
     ICLR 2022, Prop. 2.5); the first T - K run without a graph.
+
+    For a dense, tied, Gaussian encoder (:mod:`udlbench.kernel`): ``form`` in {"auto", "direct",
+    "gram"} picks two products with D per layer or one with ``D^T D`` ("auto": the fewer FLOPs,
+    logged at DEBUG level); ``backward="adjoint"`` differentiates z_T by the memory-lean adjoint
+    recursion instead of autograd's tape (element-wise prox, no ``trace``; not twice
+    differentiable), and ``"auto"`` uses it whenever it applies and a gradient is needed.
     """
     check_choice("family", family, FAMILIES)
+    check_choice("form", form, kernel.FORMS)
+    check_choice("backward", backward, kernel.BACKWARDS)
     check_positive_int("n_layers", n_layers)
     dictionary = as_dictionary(D)
     dictionary.check_signal(X)
@@ -167,6 +180,13 @@ def unroll(
     alpha = float(alpha)
     _warn_if_zero(X, dictionary, lams, prox, family)
 
+    dense_gaussian = tied and family == "gaussian" and isinstance(dictionary, Dense)
+    if form == "gram" and not dense_gaussian:
+        raise ValueError(
+            'form="gram" needs a dense, tied, Gaussian encoder (D^T D replaces the two products '
+            'with D); use form="direct" or "auto" here.'
+        )
+
     code_shape = encode_with.code_shape(X)
     if z0 is None:
         z = torch.zeros(code_shape, dtype=X.dtype, device=X.device)
@@ -180,13 +200,34 @@ def unroll(
     first_graph_layer = 0 if backprop_depth is None else max(0, n_layers - backprop_depth)
     signal_size = tuple(X.shape[2:]) or None
 
+    adjoint = _use_adjoint(backward, dense_gaussian, prox, trace, X, dictionary, z)
+    lean = dense_gaussian and prox in kernel.ELEMENTWISE_PROXES and not trace and (
+        adjoint or not torch.is_grad_enabled()
+    )
+    if dense_gaussian:
+        plan = kernel.plan(X.shape[0], *dictionary.weight.shape, n_layers, backward=adjoint)
+        form = plan.form if form == "auto" else form
+        logger.debug("unroll: %s form, %s (%s)", form, "adjoint backward" if adjoint else
+                     "no backward" if lean else "autograd backward", plan)
+    if lean:
+        return _lean_layers(X, dictionary.weight, z, lams, alpha, prox, accelerate, form,
+                            first_graph_layer if adjoint else n_layers)
+
+    gram = form == "gram"
+    if gram:
+        G = dictionary.weight.T @ dictionary.weight
+        C = X @ dictionary.weight
     iterates = [z] if trace else None
     y, momentum = z, 1.0
     for t in range(n_layers):
         graph = contextlib.nullcontext() if t >= first_graph_layer else torch.no_grad()
         with graph:
-            residual = working_residual(family, X, predict_with.decode(y, signal_size), trials)
-            z_next = prox_fn(y + alpha * encode_with.adjoint(residual), alpha * lams[t])
+            if gram:
+                u = y - alpha * (y @ G - C)
+            else:
+                residual = working_residual(family, X, predict_with.decode(y, signal_size), trials)
+                u = y + alpha * encode_with.adjoint(residual)
+            z_next = prox_fn(u, alpha * lams[t])
             if accelerate:
                 momentum_next = (1 + (1 + 4 * momentum**2) ** 0.5) / 2
                 y = z_next + ((momentum - 1) / momentum_next) * (z_next - z)
@@ -197,6 +238,44 @@ def unroll(
         if trace:
             iterates.append(z)
     return torch.stack(iterates) if trace else z
+
+
+def _lean_layers(X, D, z0, lams, alpha, prox, accelerate, form, free_layers):
+    """The layers through :mod:`udlbench.kernel`: the first ``free_layers`` without any graph,
+    the rest (if any) with the adjoint backward."""
+    betas = kernel.momentum_weights(len(lams)) if accelerate else None
+    thresholds = [alpha * lam_t for lam_t in lams]
+
+    def part(values, start, stop):
+        return None if values is None else values[start:stop]
+
+    z_prev, z = z0, z0
+    if free_layers:
+        with torch.no_grad():
+            z, z_prev = kernel.run_layers(
+                X, D, z0, z0, thresholds[:free_layers], alpha, prox, part(betas, 0, free_layers),
+                form,
+            )[:2]
+    if free_layers == len(lams):
+        return z
+    return kernel.UnrolledAdjoint.apply(
+        X, D, z, z_prev, thresholds[free_layers:], alpha, prox, part(betas, free_layers, None),
+        form, None,
+    )
+
+
+def _use_adjoint(backward, dense_gaussian, prox, trace, X, dictionary, z0) -> bool:
+    """Whether ``unroll`` differentiates with :class:`udlbench.kernel.UnrolledAdjoint`."""
+    applies = dense_gaussian and prox in kernel.ELEMENTWISE_PROXES and not trace
+    if backward == "adjoint" and not applies:
+        raise ValueError(
+            'backward="adjoint" needs a dense, tied, Gaussian encoder with an element-wise prox '
+            f'{kernel.ELEMENTWISE_PROXES} and trace=False; use backward="autograd" or "auto".'
+        )
+    wanted = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (X, dictionary.weight, z0)
+    )
+    return applies and wanted and backward in ("adjoint", "auto")
 
 
 def ista(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from udlbench import lasso
+from udlbench import kernel, lasso
 from udlbench._validation import check_choice, check_codes, check_data, check_dictionary
 from udlbench.encoders import unroll
 from udlbench.linalg import lipschitz_constant
@@ -46,6 +46,7 @@ def estimate(
     encoder: str = "ista",
     reduction: str = "mean",
     return_codes: bool = False,
+    backward: str = "auto",
     **encoder_options,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """One of the three gradients of Algorithm 2 (TMLR 2023, eq. 7) at dictionary ``D``.
@@ -63,9 +64,14 @@ def estimate(
         ``"mean"`` returns the (m, p) average; ``"none"`` the per-sample gradients (n, m, p).
     return_codes : bool
         Also return the codes ``z_T`` (n, p) the gradient was computed with.
+    backward : {"auto", "autograd", "adjoint"}
+        How ae-lasso / ae-ls differentiate the encoder: autograd's tape, or the memory-lean
+        adjoint recursion of :mod:`udlbench.kernel` (equal to rounding); ``"auto"`` takes the
+        adjoint whenever it applies (element-wise prox).
     **encoder_options
         ``prox``, ``lam_decay``, ``z0``, ``group_size``, ``backprop_depth`` (truncated
-        back-propagation of depth K, Malezieux et al., ICLR 2022, Prop. 2.5).
+        back-propagation of depth K, Malezieux et al., ICLR 2022, Prop. 2.5), ``form``
+        (:mod:`udlbench.kernel`).
 
     Returns
     -------
@@ -75,9 +81,12 @@ def estimate(
     check_choice("kind", kind, ESTIMATORS)
     check_choice("encoder", encoder, ENCODERS)
     check_choice("reduction", reduction, ("mean", "none"))
+    check_choice("backward", backward, kernel.BACKWARDS)
     check_dictionary(D)
     check_data(X, D)
     options = dict(lam=lam, n_layers=n_layers, accelerate=encoder == "fista", **encoder_options)
+    if kind != "dec":
+        options["backward"] = backward
     if alpha is None:
         alpha = 1.0 / lipschitz_constant(D)
     options["alpha"] = alpha
