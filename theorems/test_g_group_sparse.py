@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from udlbench import data, encoders, gradients, group_sparse, metrics
+from udlbench import clustering, data, encoders, gradients, group_sparse, metrics
+from udlbench.clustering import simplex_rows
+from udlbench.digits_interpretability import initial_dictionary
 from udlbench.evidence import clopper_pearson
 from udlbench.operators import group_soft_threshold
 
@@ -1025,64 +1027,32 @@ def test_G_F3_simulation_paper_scale(evidence, figures, seed, device):
 # ---------------------------------------------------------------------------------------------
 
 MNIST_ENV = "UDLBENCH_MNIST"
-TABLE1 = {  # G Table 1 (THEOREMS.md Sec. 7.4), MNIST test set, accuracy %
-    "raw": (54.46, 63.04), "sparse": (54.14, 55.49), "sparse+": (60.94, 56.98),
-    "group": (74.5, 79.4), "group+": (80.09, 80.27),
-}
-
-
-def clustering_accuracy(labels, truth):
-    """Accuracy of a clustering after the best one-to-one matching of clusters to classes
-    (Hungarian algorithm on the contingency table)."""
-    from scipy.optimize import linear_sum_assignment
-
-    table = np.zeros((labels.max() + 1, truth.max() + 1))
-    np.add.at(table, (labels, truth), 1)
-    rows, cols = linear_sum_assignment(table, maximize=True)
-    return float(table[rows, cols].sum() / truth.size)
-
-
-def simplex_rows(codes):
-    """The "+" representation of Table 1: absolute values scaled to sum to 1 per sample (rows
-    that are all zero stay zero)."""
-    magnitudes = np.abs(codes)
-    totals = magnitudes.sum(1, keepdims=True)
-    return np.where(totals > 0, magnitudes / np.where(totals > 0, totals, 1.0), 0.0)
+TABLE1 = clustering.TABLE1  # G Table 1 (THEOREMS.md Sec. 7.4), MNIST test set, accuracy %
 
 
 def table1_accuracies(representations, truth, *, n_neighbors, seed):
     """k-means (10 clusters) and spectral clustering (n_neighbors-NN graph) accuracies for every
-    representation, as (k-means, spectral) pairs in %."""
-    from sklearn.cluster import KMeans, SpectralClustering
-
-    accuracies = {}
-    for name, features in representations.items():
-        kmeans = KMeans(10, n_init=10, random_state=seed).fit_predict(features)
-        spectral = SpectralClustering(10, affinity="nearest_neighbors", n_neighbors=n_neighbors,
-                                      random_state=seed).fit_predict(features)
-        accuracies[name] = (100 * clustering_accuracy(kmeans, truth),
-                            100 * clustering_accuracy(spectral, truth))
-    return accuracies
+    representation, as (k-means, spectral) pairs in % (udlbench.clustering)."""
+    return {
+        name: tuple(100 * clustering.clustering_accuracy(
+            clustering.cluster(features, algorithm=algorithm, n_neighbors=n_neighbors,
+                               seed=seed), truth) for algorithm in clustering.ALGORITHMS)
+        for name, features in representations.items()
+    }
 
 
 def table1_codes(X_train, X_test, *, group_size, p, n_epochs, batch_size, seed, device):
     """Train the group-sparse AE (lam = 0.2, groups of ``group_size``) and the sparse AE
     (lam = 0.03), both 15 unrolled ISTA layers with ae-ls back-propagation, Adam lr 1e-3 and
-    unit-norm atoms (udlbench.training.PUDLE), from one Gaussian start; return their codes of
-    X_test and the learners."""
-    from udlbench import training
-
-    g = torch.Generator().manual_seed(seed)
-    D0 = data.normalize_columns(torch.randn(X_train.shape[1], p, generator=g)).to(device)
+    unit-norm atoms (udlbench.clustering.train_autoencoder), from one Gaussian start; return
+    their codes of X_test and the learners."""
+    D0 = initial_dictionary(X_train.shape[1], p, seed=seed, like=X_train)
     codes, learners = {}, {}
-    for name, lam, prox, size in (("group", 0.2, "group", group_size),
-                                  ("sparse", 0.03, "soft", None)):
-        learner = training.PUDLE(lam=lam, n_layers=15, estimator="ae-ls", prox=prox,
-                                 group_size=size, lr=1e-3, n_epochs=n_epochs,
-                                 batch_size=batch_size, seed=seed)
-        learner.fit(X_train, D0)
-        codes[name] = learner.encode(X_test).cpu().numpy()
-        learners[name] = learner
+    for name, lam, size in (("group", 0.2, group_size), ("sparse", 0.03, None)):
+        learners[name] = clustering.train_autoencoder(
+            X_train, D0, lam=lam, group_size=size, n_layers=15, encoder="ista", lr=1e-3,
+            n_epochs=n_epochs, batch_size=batch_size or X_train.shape[0], seed=seed)
+        codes[name] = learners[name].encode(X_test).cpu().numpy()
     return codes, learners
 
 

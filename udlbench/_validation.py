@@ -8,7 +8,7 @@ silent NaN further down.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -123,3 +123,16 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}; got {value!r}.")
     return value  # type: ignore[return-value]
+
+
+def check_option_keys(options: object, names: Iterable[str], *, required: bool = True) -> None:
+    """``options`` is a dict whose keys are among ``names`` (all of them when ``required``)."""
+    names = list(names)
+    if not isinstance(options, dict):
+        raise ValueError(f"options must be a dict with keys {names}; got {options!r}.")
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; the valid options are {names}.")
+    missing = [name for name in names if name not in options]
+    if required and missing:
+        raise ValueError(f"missing option(s) {missing}; the options are {names}.")

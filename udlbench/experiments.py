@@ -12,7 +12,10 @@ An experiment is plain data, so that it can live in a short Python file or a YAM
 * ``seeds``; ``metrics`` (``dictionary`` and optionally ``code``);
 * ``profiles``: ``quick`` (CPU, minutes) and ``full`` (the paper's sizes), nested overrides
   merged into the rest;
-* ``reference``: what the paper reports, shown next to the measurements in the report.
+* ``reference``: what the paper reports, shown next to the measurements in the report;
+* ``kind``: ``"learning"`` (the above: a learner of :mod:`udlbench.methods` on a generated
+  problem) or ``"study"`` (each method names a study of :mod:`udlbench.studies`, which builds
+  its own data and metrics from the options next to it; ``dataset`` is then empty).
 
 ``resolve(experiment, profile, overrides)`` gives the configuration a sweep runs, with
 ``--set KEY=VALUE`` overrides checked against the keys that exist.
@@ -34,6 +37,7 @@ from pathlib import Path
 import yaml
 
 PROFILES = ("quick", "full")
+KINDS = ("learning", "study")
 SECTIONS = ("dataset", "methods", "budget", "grid", "seeds", "metrics")
 METRICS = ("dictionary", "code")
 
@@ -52,8 +56,13 @@ class Experiment:
     metrics: list[str] = field(default_factory=lambda: ["dictionary"])
     profiles: dict[str, dict] = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
+    kind: str = "learning"
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"experiment {self.name!r}: unknown kind {self.kind!r}; use {list(KINDS)}."
+            )
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ValueError(f"experiment name {self.name!r} must be non-empty, no '/' or spaces.")
         unknown = sorted(set(self.profiles) - set(PROFILES))
@@ -176,9 +185,9 @@ def apply_override(config: dict, key: str, value: object) -> None:
     last = parts[-1]
     if last not in node:
         allowed = sorted(node)
-        if parts[0] == "methods" and len(parts) == 3:
-            from udlbench import methods
+        from udlbench import methods
 
+        if parts[0] == "methods" and len(parts) == 3 and node["method"] in methods.METHODS:
             allowed = methods.option_names(node["method"])
             if last in allowed:
                 node[last] = value
@@ -232,12 +241,14 @@ class RunSpec:
     metrics: tuple[str, ...]
     device: str = "cpu"
     dtype: str = "float32"
+    kind: str = "learning"
 
     @property
     def run_id(self) -> str:
-        """A stable hash of everything that determines the run's numbers (not the profile)."""
+        """A stable hash of everything that determines the run's numbers (not the profile; the
+        kind is implied by the method's name)."""
         payload = json.dumps(
-            {k: v for k, v in self.__dict__.items() if k != "profile"},
+            {k: v for k, v in self.__dict__.items() if k not in ("profile", "kind")},
             sort_keys=True,
             default=str,
         )
@@ -289,6 +300,7 @@ def plan(
                     metrics=tuple(local["metrics"]),
                     device=device,
                     dtype=dtype,
+                    kind=experiment.kind,
                 )
                 for seed in local["seeds"]
             ]
@@ -472,4 +484,50 @@ register(
             "neighbourhood of D* than g_dec and g_ae-lasso",
         },
     )
+)
+
+
+def _study(name: str, title: str, study: str, *, seeds: list[int], reference: dict) -> None:
+    """Register study ``study`` (:mod:`udlbench.studies`) as experiment ``name``: its ``QUICK``
+    options are the quick profile, its ``FULL`` options the full one."""
+    from udlbench import studies
+
+    implementation = studies.module(study)
+    register(
+        Experiment(
+            name=name,
+            title=title,
+            kind="study",
+            dataset={},
+            methods={study: {"method": study, **implementation.QUICK}},
+            seeds=seeds,
+            profiles={"full": {"methods": {study: dict(implementation.FULL)}}},
+            reference=reference,
+        )
+    )
+
+
+_study(
+    "pudle-table1",
+    "PUDLE Table 1 and Fig. 6: Gaussian denoising (sigma = 25) with a convolutional dictionary",
+    "gaussian-denoising",
+    seeds=[0, 1],
+    reference={"source": "Tolooshams & Ba, TMLR 2023, Sec. 4.3, App. C.3, Table 1, Fig. 6",
+               "claim": "g_ae-ls denoises better than g_dec; g_ae-lasso is unstable"},
+)
+_study(
+    "pudle-digits",
+    "PUDLE Sec. 5 on digits 0-4: the stationary dictionary and what each atom is made of",
+    "digits-interpretability",
+    seeds=[0, 1],
+    reference={"source": "Tolooshams & Ba, TMLR 2023, Thm 5.1, eqs 17-19, Figs 8-10",
+               "claim": "D~ = X G^-1 Z^T; atoms interpolate training images of similar codes"},
+)
+_study(
+    "group-table1",
+    "Group-sparse autoencoder codes for clustering digits (MNIST in the paper)",
+    "digits-clustering",
+    seeds=[0, 1],
+    reference={"source": "Theodosis, Tolooshams, Tankala, Tasissa & Ba, Sec. 4.2, Table 1",
+               "claim": "group-sparse codes cluster better than raw pixels and sparse codes"},
 )

@@ -63,6 +63,55 @@ def reconstruction_weights(Z: torch.Tensor, z_hat: torch.Tensor, *, omega: float
     return torch.linalg.solve(code_gram(Z, omega=omega), Z @ z_hat.T).T
 
 
+def ridge_dictionary(X: torch.Tensor, Z: torch.Tensor, *, omega: float) -> torch.Tensor:
+    """The exact dictionary step for fixed codes: ``argmin_D 0.5 ||X - Z D^T||_F^2 + (omega / 2)
+    ||D||_F^2 = X^T Z (Z^T Z + omega I)^{-1}`` (m, p), from the p x p normal equations.
+
+    This is the push-through form of Thm 5.1's ``X^T G^{-1} Z`` (TMLR 2023, App. A.6), solved
+    without the n x n Gram matrix G; with ``omega = 0`` it is least squares and needs codes Z
+    (n, p) of full column rank.
+    """
+    _check_pair(X, Z)
+    omega = check_nonnegative("omega", omega)
+    normal = Z.T @ Z + omega * torch.eye(Z.shape[1], dtype=Z.dtype, device=Z.device)
+    factor, info = torch.linalg.cholesky_ex(normal)
+    if int(info) != 0:
+        raise ValueError(
+            f"Z^T Z + omega I is not positive definite with omega={omega}: the codes Z of shape "
+            f"{tuple(Z.shape)} are rank deficient; use omega > 0."
+        )
+    return torch.cholesky_solve(Z.T @ X, factor).T
+
+
+def ridge_gradient(
+    X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor, *, omega: float
+) -> torch.Tensor:
+    """Gradient in D (m, p) of ``0.5 ||X - Z D^T||_F^2 + (omega / 2) ||D||_F^2``, i.e.
+    ``-(X - Z D^T)^T Z + omega D``; it vanishes exactly at the stationary dictionary of Thm 5.1
+    (TMLR 2023, App. A.6, with the sign of the first term corrected: THEOREMS.md P-T5.1)."""
+    _check_pair(X, Z)
+    check_tensor("D", D, ndim=2)
+    if tuple(D.shape) != (X.shape[1], Z.shape[1]):
+        raise ValueError(
+            f"D must have shape (m, p) = {(X.shape[1], Z.shape[1])}; got {tuple(D.shape)}."
+        )
+    omega = check_nonnegative("omega", omega)
+    return -(X - Z @ D.T).T @ Z + omega * D
+
+
+def code_similarity(Z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+    """Code similarities ``<z~^k, z_hat^j>`` (k, n) of test codes ``z_hat`` (k, p) to training
+    codes Z (n, p): the weights of eq. 19 (TMLR 2023, Fig. 10 histograms them by class)."""
+    check_tensor("Z", Z, ndim=2)
+    check_tensor("z_hat", z_hat, ndim=2)
+    check_same_kind(Z=Z, z_hat=z_hat)
+    if z_hat.shape[1] != Z.shape[1]:
+        raise ValueError(
+            f"z_hat has {z_hat.shape[1]} atoms per code but Z has {Z.shape[1]}; they must match."
+        )
+    return z_hat @ Z.T
+
+
 def _check_pair(X: torch.Tensor, Z: torch.Tensor) -> None:
     check_tensor("X", X, ndim=2)
     check_tensor("Z", Z, ndim=2)

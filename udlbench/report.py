@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from udlbench import evidence as evidence_records
-from udlbench import experiments
+from udlbench import experiments, studies
 from udlbench.results import ResultsStore
 
 TARGETS = (1e-1, 1e-2, 1e-3, 1e-5)
@@ -241,7 +241,8 @@ def write_report(
     output = Path(output)
     (output / "figures").mkdir(parents=True, exist_ok=True)
     (output / "tables").mkdir(parents=True, exist_ok=True)
-    colour = colours(table["method"].tolist() if not table.empty else [])
+    learning = table[table["experiment"].map(_kind) == "learning"] if not table.empty else table
+    colour = colours(learning["method"].tolist() if not learning.empty else [])
     names = sorted(table["experiment"].unique()) if not table.empty else []
     if only is not None:
         names = [n for n in names if n in only]
@@ -253,7 +254,11 @@ def write_report(
         f"<a href='#{n}'>{n}</a>" for n in names) + " · <a href='#theorems'>theorems</a> · "
         "<a href='#environment'>environment</a></p>")
     for name in names:
-        body += _experiment_section(name, table[table["experiment"] == name], colour, output)
+        rows = table[table["experiment"] == name]
+        if _kind(name) == "study":
+            body += _study_section(name, rows, output)
+        else:
+            body += _experiment_section(name, rows, colour, output)
     body += _theorem_section(evidence_dir, output)
     body += _failure_section(failures)
     body += _environment_section(table)
@@ -264,6 +269,28 @@ def write_report(
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, index)
     return index
+
+
+def _kind(name: str) -> str:
+    experiment = experiments.REGISTRY.get(name)
+    return experiment.kind if experiment else "learning"
+
+
+def _study_section(name: str, table: pd.DataFrame, output: Path) -> list[str]:
+    """A study's own figures and tables (:func:`udlbench.studies.render`), per study it ran."""
+    experiment = experiments.REGISTRY[name]
+    out = [f"<h2 id='{html.escape(name)}'>{html.escape(name)}: {html.escape(experiment.title)}"
+           "</h2>",
+           f"<p>profile {html.escape(', '.join(sorted(table['profile'].unique())))}; seeds "
+           f"{sorted(int(s) for s in table['seed'].unique())}; device "
+           f"{html.escape(', '.join(table['device_name'].unique()))}, "
+           f"{html.escape(', '.join(table['dtype'].unique()))}.</p>"]
+    for label in sorted(table["run_label"].unique()):
+        rows = table[table["run_label"] == label]
+        study = rows["method_name"].iloc[0]
+        frame = rows.dropna(axis=1, how="all")
+        out.append(studies.render(study, frame, output, f"studies/{name}/{label}"))
+    return out
 
 
 def _experiment_section(name: str, table: pd.DataFrame, colour, output: Path) -> list[str]:

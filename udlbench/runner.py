@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
-from udlbench import __version__, datasets, methods
+from udlbench import __version__, datasets, methods, studies
 from udlbench.experiments import RunSpec
 from udlbench.results import ResultsStore
 
@@ -64,15 +64,22 @@ def check(spec: RunSpec) -> None:
     """Raise ValueError naming the option if the run's method or dataset options are invalid."""
     options = dict(spec.options)
     name = options.pop("method")
+    if spec.kind == "study":
+        studies.check(name, options)
+        return
     methods.build(name, options)
     datasets.check(spec.dataset)
 
 
 def execute(spec: RunSpec, origin: dict) -> pd.DataFrame:
-    """Run one learner on its problem; its records with parameters and provenance as columns."""
+    """Run one learner on its problem (or one study); its records with parameters and provenance
+    as columns. A study's own columns (its ``method``, say) are kept; the run's label is then in
+    ``run_label``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        if spec.kind == "study":
+            return _label(execute_study(spec), spec, origin)
         problem = datasets.build(spec.dataset, spec.seed, dtype=spec.dtype, device=spec.device)
         options = dict(spec.options)
         name = options.pop("method")
@@ -96,6 +103,29 @@ def execute(spec: RunSpec, origin: dict) -> pd.DataFrame:
         )
     finally:
         torch.set_num_threads(threads)
+    return _label(table, spec, origin)
+
+
+def execute_study(spec: RunSpec) -> pd.DataFrame:
+    """One seed of a study (:mod:`udlbench.studies`) with its peak memory."""
+    options = dict(spec.options)
+    name = options.pop("method")
+    on_cuda = spec.device.startswith("cuda")
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(torch.device(spec.device))
+    start = time.perf_counter()
+    table = studies.run(name, options, seed=spec.seed, dtype=spec.dtype, device=spec.device)
+    table = table.copy()
+    table["study_seconds"] = time.perf_counter() - start
+    table["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table["peak_cuda_mb"] = (
+        torch.cuda.max_memory_allocated(torch.device(spec.device)) / 2**20 if on_cuda
+        else float("nan")
+    )
+    return table
+
+
+def _label(table: pd.DataFrame, spec: RunSpec, origin: dict) -> pd.DataFrame:
     columns = {
         "experiment": spec.experiment,
         "profile": spec.profile,
@@ -110,6 +140,10 @@ def execute(spec: RunSpec, origin: dict) -> pd.DataFrame:
         **{f"data.{k}": _plain(v) for k, v in spec.dataset.items()},
         **origin,
     }
+    if spec.kind == "study":
+        columns["run_label"] = columns.pop("method")
+        own = set(table.columns) - {"experiment", "profile", "run_id", "run_label"}
+        columns = {k: v for k, v in columns.items() if k not in own}
     for key, value in columns.items():
         table[key] = value
     return table

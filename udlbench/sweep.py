@@ -38,6 +38,11 @@ def list_main(args: argparse.Namespace) -> int:
     print("\nmethods (an experiment's methods.<label>.method):")
     for name, description in methods.available().items():
         print(f"  {name:<14} {description}")
+    from udlbench import studies
+
+    print("\nstudies (the methods of an experiment of kind 'study'):")
+    for name, (_, description) in studies.STUDIES.items():
+        print(f"  {name:<24} {description}")
     print("\ndataset generators (an experiment's dataset.generator):")
     for name in datasets.GENERATORS:
         print(f"  {name:<14} inits: {', '.join(datasets.INITS)}")
