@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the test suite: tests/ and theorems/ on two xdist workers, one BLAS/OpenMP thread each.
+# Run the test suite: tests/ and theorems/ on two xdist workers, one BLAS/OpenMP thread each,
+# after a smoke run of the asv suite (scripts/asv_quick.sh) when no paths are given.
 # By default the `slow` (training-based) and `full` (paper-scale) tiers are deselected; a `-m`
 # given here replaces that selection, e.g. `bash scripts/test.sh -m slow`.
 #
@@ -37,4 +38,7 @@ if [[ "$explicit_paths" == 0 ]]; then
     done
 fi
 
+if [[ "$explicit_paths" == 0 ]]; then
+    bash scripts/asv_quick.sh   # every asv benchmark once (about 25 s); fails on a broken one
+fi
 exec .venv/bin/python -m pytest -n 2 -q -m "not slow and not full" "${paths[@]}" "$@"

@@ -178,7 +178,8 @@ def test_estimate_backward_options_agree(kind):
 
 
 @pytest.mark.parametrize("density", [0.02, 0.5])
-def test_product_through_the_support_equals_the_dense_product(density):
+def test_product_through_the_support_equals_the_dense_product(density, monkeypatch):
+    monkeypatch.setattr(kernel, "SPARSE_MIN_COLUMNS", 1)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(40, 60, generator=g, dtype=torch.float64)
     a = a * (torch.rand(40, 60, generator=g, dtype=torch.float64) < density)
@@ -189,8 +190,9 @@ def test_product_through_the_support_equals_the_dense_product(density):
 
 
 @pytest.mark.parametrize("accelerate", [False, True])
-def test_adjoint_through_the_support_equals_autograd(accelerate):
+def test_adjoint_through_the_support_equals_autograd(accelerate, monkeypatch):
     """The same pin with every product taken through the iterates' support (sparse_below=1)."""
+    monkeypatch.setattr(kernel, "SPARSE_MIN_COLUMNS", 1)
     X, D = _problem(torch.float64)
     _, ref = _grads(X, D, "autograd", n_layers=20, accelerate=accelerate, form="gram")
     alpha = 1 / torch.linalg.matrix_norm(D, ord=2).item() ** 2

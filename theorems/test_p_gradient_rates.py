@@ -46,18 +46,6 @@ def p_small(n, seed, device, tau=TAU_B):
     return problem, D
 
 
-def local_rate(D, Z_hat, alpha):
-    """Per sample rho_S = max |1 - alpha eig(D_S^T D_S)| on S = supp(z_hat): the exact local rate
-    of ISTA once the support is fixed (THEOREMS.md P-T4.3)."""
-    gram = D.T @ D
-    out = []
-    for z in Z_hat:
-        support = torch.nonzero(z).ravel()
-        values = torch.linalg.eigvalsh(gram[support][:, support])
-        out.append(float((1 - alpha * values).abs().max()))
-    return np.array(out)
-
-
 def certified_lasso(X, D, lam):
     Z_hat, info = lasso.solve(X, D, lam=lam, return_info=True)
     return Z_hat, int((~info.certified).sum())
@@ -147,7 +135,7 @@ def local_run(seed, device):
         ))
     return dict(X=X, D=D, Z=Z, Z_hat=Z_hat, g_hat=g_hat, bias=bias, settle=settle, e_z=e_z,
                 e_dec=e_dec, z_norm=z_norm, g_hat_norm=g_hat_norm, samples=samples,
-                uncertified=uncertified, rho_S=local_rate(D, Z_hat, ALPHA))
+                uncertified=uncertified, rho_S=rates.local_rate(D, Z_hat, ALPHA))
 
 
 def slope_ratio(sample, errors, e_dec, floor):

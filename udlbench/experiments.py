@@ -508,6 +508,15 @@ def _study(name: str, title: str, study: str, *, seeds: list[int], reference: di
 
 
 _study(
+    "pudle-fig2-3",
+    "PUDLE Figs 2 and 3: code error and gradient errors of g_dec, g_ae-lasso, g_ae-ls vs depth",
+    "encoder-probes",
+    seeds=[0, 1],
+    reference={"source": "Tolooshams & Ba, TMLR 2023, Figs 2-3, Thms 4.3, 4.9-4.12",
+               "claim": "codes converge linearly at rho_S; g_ae-lasso converges twice as fast "
+                        "as g_dec; g_ae-ls plateaus at O(lam)"},
+)
+_study(
     "pudle-table1",
     "PUDLE Table 1 and Fig. 6: Gaussian denoising (sigma = 25) with a convolutional dictionary",
     "gaussian-denoising",

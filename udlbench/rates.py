@@ -84,6 +84,22 @@ def settle_times(
     return torch.where(differs, steps, torch.full_like(steps, -1)).amax(0)
 
 
+def local_rate(D: torch.Tensor, Z_hat: torch.Tensor, alpha: float) -> np.ndarray:
+    """Per sample ``rho_S = max |1 - alpha eig(D_S^T D_S)|`` on ``S = supp(z_hat_i)``: the norm of
+    ISTA's exact local map ``z_{t+1} - z_hat = (I - alpha D_S^T D_S)(z_t - z_hat)`` once the
+    support is identified (Tolooshams & Ba, TMLR 2023, Thm 4.3). ``Z_hat`` is (n, p)."""
+    gram = D.detach().to(torch.float64).T @ D.detach().to(torch.float64)
+    out = []
+    for z in Z_hat:
+        support = torch.nonzero(z).ravel()
+        if support.numel() == 0:  # z_t = z_hat = 0 exactly once the support is identified
+            out.append(0.0)
+            continue
+        values = torch.linalg.eigvalsh(gram[support][:, support])
+        out.append(float((1 - alpha * values).abs().max()))
+    return np.array(out)
+
+
 def window(
     errors: np.ndarray | torch.Tensor,
     *,

@@ -29,6 +29,10 @@ import torch
 
 #: study name -> (module, one-line description).
 STUDIES: dict[str, tuple[str, str]] = {
+    "encoder-probes": (
+        "udlbench.probes",
+        "code and gradient errors against depth at a fixed D (TMLR 2023, Figs 2 and 3)",
+    ),
     "gaussian-denoising": (
         "udlbench.denoising",
         "convolutional unrolled denoising of skimage photographs (TMLR 2023, Sec. 4.3, Table 1)",
