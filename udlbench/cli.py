@@ -1,11 +1,12 @@
-"""Command-line interface: ``udlbench info | list | run | report | verify``.
+"""Command-line interface: ``udlbench info | list | run | report | verify | bench``.
 
 ``udlbench info`` prints the provenance that every result of udlbench records (versions, commit,
 threads, BLAS, devices); ``udlbench list`` the experiments, methods and generators;
 ``udlbench run`` is the main job: it runs experiments' sweeps into a results store and writes the
 comparison report (``udlbench.sweep``); ``udlbench report`` re-makes a report from stored results;
-``udlbench verify`` runs the theorem suite. Heavy modules (torch, numpy, the library) are imported
-inside the subcommands so that ``udlbench --help`` is instant.
+``udlbench verify`` runs the theorem suite; ``udlbench bench`` times udlbench and its peers to
+target dictionary errors (``udlbench.bench``). Heavy modules (torch, numpy, the library) are
+imported inside the subcommands so that ``udlbench --help`` is instant.
 """
 
 from __future__ import annotations
@@ -227,6 +228,50 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return int(verify.main(args))
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    bench = importlib.import_module("udlbench.bench")
+    options = bench.quick() if args.quick else {}
+    names = [c.name for c in bench.CANDIDATES]
+    if args.only:
+        unknown = sorted(set(args.only) - set(names))
+        if unknown:
+            print(f"udlbench bench: error: unknown candidate(s) {unknown}; choose from {names}",
+                  file=sys.stderr)
+            return 2
+        pool = options.get("candidates", bench.CANDIDATES)
+        options["candidates"] = [c for c in pool if c.name in args.only]
+    for key in ("threads", "repeats", "problem", "max_other_load"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    if args.budget is not None:
+        options["budget_s"] = args.budget
+    if args.device.startswith("cuda") and "problem" not in options:
+        options["problem"] = "gpu"
+    try:
+        results = bench.run(device=args.device, log=None if args.silent else print, **options)
+    except RuntimeError as error:
+        print(f"udlbench bench: error: {error}", file=sys.stderr)
+        return 2
+    folder = results.save(args.output)
+    section = bench.render(results, folder)
+    index = folder / "index.html"
+    index.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>udlbench bench"
+                     f"</title></head><body>{section}</body></html>\n", encoding="utf-8")
+    print(results.ratios.to_string(index=False))
+    print(index)
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
+    return value
+
+
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -321,6 +366,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("pytest_args", nargs="*", help="further arguments for pytest, after --")
     verify.set_defaults(handler=_cmd_verify)
+
+    bench = commands.add_parser(
+        "bench",
+        help="time udlbench and its peers to target dictionary errors",
+        description="Time to relative Frobenius dictionary errors 1e-2 and 1e-4 of udlbench's "
+        "configurations and of SPAMS, scikit-learn and SPORCO at their best lam, at each thread "
+        "count (median over repeats, runs under load redone); writes tables, a figure and "
+        "index.html into OUTPUT.",
+    )
+    bench.add_argument("-o", "--output", required=True, help="output directory")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny problem and budgets: checks the mechanics, measures nothing")
+    bench.add_argument("--device", choices=DEVICES, default="cpu",
+                       help="device of udlbench's candidates (default: cpu; cuda runs the "
+                       "papers' size against SPAMS on every CPU core)")
+    bench.add_argument("--problem", choices=("cpu", "gpu", "quick"),
+                       help="problem size (default: cpu, or gpu with --device cuda)")
+    bench.add_argument("--threads", type=_int_at_least(1), nargs="+",
+                       help="CPU thread counts (default: 1 2)")
+    bench.add_argument("--repeats", type=_int_at_least(1), help="timed runs (default: 3)")
+    bench.add_argument("--budget", type=_positive_float,
+                       help="seconds per run before it counts as not reached (default: 30)")
+    bench.add_argument("--only", action="append", metavar="NAME",
+                       help="run only this candidate; repeat for several")
+    bench.add_argument("--max-other-load", type=_positive_float,
+                       help="cores of other processes' CPU use above which a timing is redone "
+                       "(default: 0.25)")
+    bench.add_argument("--silent", action="store_true", help="no progress lines")
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

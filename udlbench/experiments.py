@@ -525,6 +525,15 @@ _study(
                "claim": "g_ae-ls denoises better than g_dec; g_ae-lasso is unstable"},
 )
 _study(
+    "dcea-table2",
+    "DCEA Table 2: Poisson denoising (peaks 1, 2, 4), DCEA-C and DCEA-UC against Anscombe + NLM",
+    "poisson-denoising",
+    seeds=[0, 1],
+    reference={"source": "Tolooshams, Song, Temereanca & Ba, ICML 2020, Sec. 5.1, Table 2",
+               "claim": "DCEA-UC > DCEA-C, competitive with VST + BM3D at a fraction of the "
+                        "parameters"},
+)
+_study(
     "pudle-digits",
     "PUDLE Sec. 5 on digits 0-4: the stationary dictionary and what each atom is made of",
     "digits-interpretability",

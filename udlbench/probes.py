@@ -168,6 +168,8 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from udlbench.report import save_figure
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     colour = {"dec": "#1f77b4", "ae-lasso": "#ff7f0e", "ae-ls": "#2ca02c", "ista": "#333333"}
@@ -187,7 +189,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
               title="per sample")
     right.legend(fontsize=8)
     figure.tight_layout()
-    fig2 = _save(figure, out_dir, "probes_fig2")
+    fig2 = save_figure(figure, out_dir, "probes_fig2")
     figure, axis = plt.subplots(figsize=(6, 3.8))
     grads = results[results["quantity"] == "gradient_error"]
     for (method, seed), part in grads.groupby(["method", "seed"]):
@@ -197,7 +199,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
              title="Fig. 3: gradient error")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    fig3 = _save(figure, out_dir, "probes_fig3")
+    fig3 = save_figure(figure, out_dir, "probes_fig3")
     table = summary(results)
     table.to_csv(out_dir / "probes_summary.csv", index=False)
     return (
@@ -210,15 +212,6 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
         + table.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
         + "<p><a href='probes_summary.csv'>probes_summary.csv</a></p></section>"
     )
-
-
-def _save(figure, folder: Path, stem: str) -> str:
-    import matplotlib.pyplot as plt
-
-    for suffix in ("png", "svg"):
-        figure.savefig(folder / f"{stem}.{suffix}", dpi=150 if suffix == "png" else None)
-    plt.close(figure)
-    return f"{stem}.png"
 
 
 __all__ = ["ESTIMATORS", "FULL", "QUICK", "check", "depths", "render", "run", "summary"]

@@ -151,16 +151,18 @@ def _figure_curves(table: pd.DataFrame, colour: dict[str, str], x: str, title: s
     return figure
 
 
-def _save(figure, folder: Path, stem: str) -> str:
+def save_figure(figure, folder: Path, stem: str) -> str:
+    """Write ``figure`` as ``folder/stem.png`` and ``.svg``, close it, return ``"stem.png"``."""
     import matplotlib.pyplot as plt
 
+    Path(folder).mkdir(parents=True, exist_ok=True)
     for suffix in (".png", ".svg"):
-        figure.savefig(folder / f"{stem}{suffix}", dpi=130, bbox_inches="tight")
+        figure.savefig(Path(folder) / f"{stem}{suffix}", dpi=130, bbox_inches="tight")
     plt.close(figure)
-    return f"figures/{stem}.png"
+    return f"{stem}.png"
 
 
-def _table_html(frame: pd.DataFrame, floats: str = "{:.3g}") -> str:
+def table_html(frame: pd.DataFrame, floats: str = "{:.3g}") -> str:
     formatters = {c: floats.format for c in frame.columns if frame[c].dtype.kind == "f"}
     table = frame.to_html(index=False, border=0, classes="data", formatters=formatters,
                           na_rep="–", escape=True)
@@ -305,12 +307,13 @@ def _experiment_section(name: str, table: pd.DataFrame, colour, output: Path) ->
     stem = name.replace("/", "_")
     for x, label in (("step", "updates"), ("time", "wall time")):
         figure = _figure_curves(table, colour, x, f"{title} — error against {label}")
-        out.append(f"<img src='{_save(figure, output / 'figures', f'{stem}_{x}')}' "
+        image = save_figure(figure, output / "figures", f"{stem}_{x}")
+        out.append(f"<img src='figures/{image}' "
                    f"alt='{html.escape(name)} error against {label}'>")
     summary = summary_table(table)
     summary.to_csv(output / "tables" / f"{stem}_summary.csv", index=False)
     shown = summary.drop(columns=["point"]) if summary["point"].nunique() == 1 else summary
-    out.append(f"<h3>Floors, time to target and cost</h3>{_table_html(shown)}"
+    out.append(f"<h3>Floors, time to target and cost</h3>{table_html(shown)}"
                f"<p><a href='tables/{stem}_summary.csv'>CSV</a>. Errors are "
                "||D − D*||<sub>F</sub>/||D*||<sub>F</sub> after aligning atoms (order and sign); "
                "median [q25, q75] over seeds; time to a target is the median over seeds of the "
@@ -329,7 +332,7 @@ def _experiment_section(name: str, table: pd.DataFrame, colour, output: Path) ->
                      measured.get(m, math.nan)}
                     for m, v in values.items()
                 ])
-                out.append(f"<br><b>{html.escape(key)}</b>{_table_html(rows)}")
+                out.append(f"<br><b>{html.escape(key)}</b>{table_html(rows)}")
         for first, second in reference.get("paired", []):
             gap = paired_gap(table, first, second)
             if gap is not None:
@@ -388,7 +391,7 @@ def _environment_section(table: pd.DataFrame) -> list[str]:
     if not table.empty:
         recorded = {c: sorted(str(v) for v in table[c].unique()) for c in columns if c in table}
         out.append("<h3>Recorded with the results</h3>"
-                   + _table_html(pd.DataFrame([{"key": k, "values": ", ".join(v)}
+                   + table_html(pd.DataFrame([{"key": k, "values": ", ".join(v)}
                                                for k, v in recorded.items()])))
     info = collect_info()
     out.append("<h3>Machine that wrote this report</h3><pre>"

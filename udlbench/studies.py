@@ -37,6 +37,10 @@ STUDIES: dict[str, tuple[str, str]] = {
         "udlbench.denoising",
         "convolutional unrolled denoising of skimage photographs (TMLR 2023, Sec. 4.3, Table 1)",
     ),
+    "poisson-denoising": (
+        "udlbench.poisson",
+        "DCEA Poisson denoising against Anscombe + wavelet (ICML 2020, Sec. 5.1, Table 2)",
+    ),
     "digits-interpretability": (
         "udlbench.digits_interpretability",
         "stationary dictionary and sample contributions on digits (TMLR 2023, Thm 5.1, Figs 8-10)",
