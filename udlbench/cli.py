@@ -229,6 +229,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.kernel:
+        return _cmd_kernel_throughput(args)
     bench = importlib.import_module("udlbench.bench")
     options = bench.quick() if args.quick else {}
     names = [c.name for c in bench.CANDIDATES]
@@ -259,6 +261,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                      f"</title></head><body>{section}</body></html>\n", encoding="utf-8")
     print(results.ratios.to_string(index=False))
     print(index)
+    return 0
+
+
+def _cmd_kernel_throughput(args: argparse.Namespace) -> int:
+    """``udlbench bench --kernel``: the kernel's throughput against the matrix-product rate."""
+    import pandas as pd
+    import torch
+
+    throughput = importlib.import_module("udlbench.throughput")
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = dict(m=40, p=60, n=50, n_layers=10, s=3, repeats=1) if args.quick else {}
+    tables = []
+    for threads in args.threads or [1, 2]:
+        torch.set_num_threads(threads)
+        tables.append(throughput.measure(device=args.device, **sizes))
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(folder / "kernel_throughput.csv", index=False)
+    print(table[["variant", "threads", "seconds", "dense_gflops_per_s", "matmul_gflops_per_s",
+                 "dense_fraction_of_matmul", "saved_fraction_of_autograd"]].to_string(index=False))
+    print(folder / "kernel_throughput.csv")
     return 0
 
 
@@ -394,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cores of other processes' CPU use above which a timing is redone "
                        "(default: 0.25)")
     bench.add_argument("--silent", action="store_true", help="no progress lines")
+    bench.add_argument("--kernel", action="store_true",
+                       help="instead: forward + backward throughput of the unrolled kernel at "
+                       "m = 1000, p = 1500, T = 100 against this machine's matrix-product rate "
+                       "(udlbench.throughput) -> OUTPUT/kernel_throughput.csv")
     bench.set_defaults(handler=_cmd_bench)
     return parser
 

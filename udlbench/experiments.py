@@ -517,6 +517,15 @@ _study(
                         "as g_dec; g_ae-ls plateaus at O(lam)"},
 )
 _study(
+    "malezieux-figs",
+    "Malezieux et al. Figs 1-4 and 6: unstable Jacobians, truncated back-propagation, AM vs DDL",
+    "malezieux-figs",
+    seeds=[0, 1],
+    reference={"source": "Malezieux, Moreau & Kowalski, ICLR 2022, Secs 2-3.2, Figs 1-4, 6",
+               "claim": "40 % of Jacobians unstable; truncation stabilises; DDL beats AM in angle "
+                        "and recovery for N < 50; one DDL step costs 1.5 AM steps"},
+)
+_study(
     "pudle-table1",
     "PUDLE Table 1 and Fig. 6: Gaussian denoising (sigma = 25) with a convolutional dictionary",
     "gaussian-denoising",

@@ -33,6 +33,10 @@ STUDIES: dict[str, tuple[str, str]] = {
         "udlbench.probes",
         "code and gradient errors against depth at a fixed D (TMLR 2023, Figs 2 and 3)",
     ),
+    "malezieux-figs": (
+        "udlbench.malezieux",
+        "unstable Jacobians, gradient directions, AM vs DDL (Malezieux et al., Figs 1-4, 6)",
+    ),
     "gaussian-denoising": (
         "udlbench.denoising",
         "convolutional unrolled denoising of skimage photographs (TMLR 2023, Sec. 4.3, Table 1)",
