@@ -487,9 +487,11 @@ register(
 )
 
 
-def _study(name: str, title: str, study: str, *, seeds: list[int], reference: dict) -> None:
+def _study(name: str, title: str, study: str, *, seeds: list[int], reference: dict,
+           options: dict | None = None) -> None:
     """Register study ``study`` (:mod:`udlbench.studies`) as experiment ``name``: its ``QUICK``
-    options are the quick profile, its ``FULL`` options the full one."""
+    options are the quick profile, its ``FULL`` options the full one (``options`` override
+    both)."""
     from udlbench import studies
 
     implementation = studies.module(study)
@@ -499,9 +501,9 @@ def _study(name: str, title: str, study: str, *, seeds: list[int], reference: di
             title=title,
             kind="study",
             dataset={},
-            methods={study: {"method": study, **implementation.QUICK}},
+            methods={study: {"method": study, **implementation.QUICK, **(options or {})}},
             seeds=seeds,
-            profiles={"full": {"methods": {study: dict(implementation.FULL)}}},
+            profiles={"full": {"methods": {study: {**implementation.FULL, **(options or {})}}}},
             reference=reference,
         )
     )
@@ -557,4 +559,32 @@ _study(
     seeds=[0, 1],
     reference={"source": "Theodosis, Tolooshams, Tankala, Tasissa & Ba, Sec. 4.2, Table 1",
                "claim": "group-sparse codes cluster better than raw pixels and sparse codes"},
+)
+_study(
+    "group-fig3",
+    "Group-sparse autoencoder Fig. 3: dictionary error against epochs, group against sparse",
+    "group-fig3",
+    seeds=[0, 1],
+    reference={"source": "Theodosis, Tolooshams, Tankala, Tasissa & Ba, Sec. 4.1, Fig. 3a-d",
+               "claim": "the error decreases at every SNR; at 1 dB group-sparse beats sparse in "
+                        "dictionary error and support recovery"},
+)
+_study(
+    "dcea-fig3",
+    "DCEA Fig. 3: binomial convolutional dictionary learning, DCEA against BCOMP",
+    "dcea-fig3",
+    seeds=[0, 1],
+    options={"parts": ["fig3"]},
+    reference={"source": "Tolooshams, Song, Temereanca & Ba, ICML 2020, Sec. 5.2.1, Fig. 3",
+               "claim": "DCEA recovers the filters; its CSC inference is faster than BCOMP's"},
+)
+_study(
+    "dcea-fig5",
+    "DCEA Fig. 5: Gaussian- against binomial-trained DCEA on binomial data",
+    "dcea-fig5",
+    seeds=[0, 1],
+    options={"parts": ["fig5"]},
+    reference={"source": "Tolooshams, Song, Temereanca & Ba, ICML 2020, Sec. 5.2.3, Fig. 5",
+               "claim": "DCEA-b error about 0.09 at M = 30, falling with M; DCEA-g about 0.4 at "
+                        "M = 200"},
 )

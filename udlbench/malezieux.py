@@ -675,7 +675,7 @@ def _draw_fig1(part: pd.DataFrame, out_dir: Path) -> str:
                  title=f"sample {i} ({'unstable' if flag else 'stable'}), seed {seed}")
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, out_dir, "malezieux_fig1")
+    return _save_figure(figure, out_dir, "malezieux_fig1")
 
 
 def _draw_fig2(part: pd.DataFrame, out_dir: Path) -> str:
@@ -696,7 +696,7 @@ def _draw_fig2(part: pd.DataFrame, out_dir: Path) -> str:
              ylabel="mean_l ||J_l^N - J_l*||_F / err_0",
              title=f"Fig. 2: {count}/{len(unstable)} unstable (red), seed {seed}")
     figure.tight_layout()
-    return _save(figure, out_dir, "malezieux_fig2")
+    return _save_figure(figure, out_dir, "malezieux_fig2")
 
 
 def _draw_fig3(part: pd.DataFrame, out_dir: Path) -> str:
@@ -723,7 +723,7 @@ def _draw_fig3(part: pd.DataFrame, out_dir: Path) -> str:
     for axis in (left, middle, right):
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, out_dir, "malezieux_fig3")
+    return _save_figure(figure, out_dir, "malezieux_fig3")
 
 
 def _draw_fig4(part: pd.DataFrame, out_dir: Path) -> str:
@@ -759,7 +759,7 @@ def _draw_fig4(part: pd.DataFrame, out_dir: Path) -> str:
     for axis in (left, middle, right):
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, out_dir, "malezieux_fig4")
+    return _save_figure(figure, out_dir, "malezieux_fig4")
 
 
 def _draw_fig6(part: pd.DataFrame, out_dir: Path) -> str:
@@ -774,17 +774,16 @@ def _draw_fig6(part: pd.DataFrame, out_dir: Path) -> str:
              title="Fig. 6: stochastic DDL (synthetic)")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, out_dir, "malezieux_fig6")
+    return _save_figure(figure, out_dir, "malezieux_fig6")
 
 
-def _save(figure, folder: Path, stem: str) -> str:
-    import matplotlib.pyplot as plt
 
-    for suffix in ("png", "svg"):
-        figure.savefig(folder / f"{stem}.{suffix}", dpi=150 if suffix == "png" else None)
-    plt.close(figure)
-    return f"{stem}.png"
 
+
+def _save_figure(figure, folder: Path, stem: str) -> str:
+    from udlbench.report import save_figure  # lazily: report imports the study registry
+
+    return save_figure(figure, folder, stem)
 
 __all__ = [
     "FIGURES", "FULL", "QUICK", "approximate_loss", "backtrack", "check",

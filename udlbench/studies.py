@@ -37,6 +37,18 @@ STUDIES: dict[str, tuple[str, str]] = {
         "udlbench.malezieux",
         "unstable Jacobians, gradient directions, AM vs DDL (Malezieux et al., Figs 1-4, 6)",
     ),
+    "group-fig3": (
+        "udlbench.group_figures",
+        "group-sparse against sparse shallow autoencoder, error against epochs (Theodosis, Fig. 3)",
+    ),
+    "dcea-fig3": (
+        "udlbench.dcea_figures",
+        "binomial convolutional dictionary learning, DCEA against BCOMP (ICML 2020, Fig. 3)",
+    ),
+    "dcea-fig5": (
+        "udlbench.dcea_figures",
+        "model misspecification, DCEA-g against DCEA-b (ICML 2020, Fig. 5)",
+    ),
     "gaussian-denoising": (
         "udlbench.denoising",
         "convolutional unrolled denoising of skimage photographs (TMLR 2023, Sec. 4.3, Table 1)",
