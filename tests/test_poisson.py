@@ -136,59 +136,6 @@ def test_peak_scaling_puts_the_brightest_rate_at_the_peak():
 # Polyphase strided convolutions
 # ------------------------------------------------------------------------------------------
 
-CONV_CASES = [  # (stride, kernel (kh, kw), code size (a, b), output_padding)
-    (7, (11, 11), (3, 4), (3, 6)),
-    (4, (7, 5), (5, 2), (0, 3)),
-    (3, (3, 3), (4, 4), (2, 1)),
-    (1, (5, 4), (3, 6), (0, 0)),
-    (5, (4, 4), (2, 3), (1, 0)),  # stride > kernel height
-]
-
-
-@pytest.mark.fast
-@pytest.mark.parametrize("stride, kernel, code, padding", CONV_CASES)
-def test_polyphase_convolutions_equal_torch_strided_convolutions(stride, kernel, code, padding):
-    """polyphase_conv_transpose2d and polyphase_conv2d equal F.conv_transpose2d and F.conv2d
-    (float64, to 1e-12) for square and rectangular kernels, strides 1..7, output paddings and
-    signal sizes the stride does not divide; their input gradients agree too."""
-    weight = torch.randn(6, 2, *kernel, generator=gen(3), dtype=F64)
-    Z = torch.randn(3, 6, *code, generator=gen(4), dtype=F64, requires_grad=True)
-    ours = poisson.polyphase_conv_transpose2d(Z, weight, stride=stride, output_padding=padding)
-    torch_ = F.conv_transpose2d(Z, weight, stride=stride, output_padding=padding)
-    assert ours.shape == torch_.shape
-    assert (ours - torch_).abs().max().item() <= 1e-12
-    probe = torch.randn(ours.shape, generator=gen(5), dtype=F64)
-    (grad_ours,) = torch.autograd.grad((ours * probe).sum(), Z)
-    (grad_torch,) = torch.autograd.grad((torch_ * probe).sum(), Z)
-    assert (grad_ours - grad_torch).abs().max().item() <= 1e-12
-    X = torch.randn(2, 2, ours.shape[2] + 1, ours.shape[3] + 2, generator=gen(6), dtype=F64)
-    forward = poisson.polyphase_conv2d(X, weight, stride=stride)
-    expected = F.conv2d(X, weight, stride=stride)
-    assert forward.shape == expected.shape
-    assert (forward - expected).abs().max().item() <= 1e-12
-
-
-@pytest.mark.fast
-def test_polyphase_dictionary_is_the_convolutional_dictionary_and_its_adjoint():
-    """PolyphaseConvolutional decodes and correlates exactly like udlbench's Convolutional
-    (float64, 1e-12), <H z, x> = <z, H^T x> to 1e-12, and float32 agrees to 1e-5; 1-D filters
-    are refused."""
-    filters = torch.randn(5, 1, 11, 11, generator=gen(7), dtype=F64)
-    fast, plain = (cls(filters, stride=7) for cls in (poisson.PolyphaseConvolutional,
-                                                      Convolutional))
-    x = torch.randn(2, 1, 40, 37, generator=gen(8), dtype=F64)
-    z = torch.randn(fast.code_shape(x), generator=gen(9), dtype=F64)
-    assert (fast.adjoint(x) - plain.adjoint(x)).abs().max().item() <= 1e-12
-    decoded = fast.decode(z, (40, 37))
-    assert (decoded - plain.decode(z, (40, 37))).abs().max().item() <= 1e-12
-    lhs, rhs = (decoded * x).sum().item(), (z * fast.adjoint(x)).sum().item()
-    assert abs(lhs - rhs) <= 1e-12 * abs(lhs)
-    single = poisson.PolyphaseConvolutional(filters.float(), stride=7)
-    assert (single.decode(z.float(), (40, 37)).double() - decoded).abs().max().item() <= 1e-5
-    with pytest.raises(ValueError, match="2-D filters"):
-        poisson.PolyphaseConvolutional(torch.randn(3, 1, 5, dtype=F64), stride=2)
-
-
 # ------------------------------------------------------------------------------------------
 # All shifts of the stride
 # ------------------------------------------------------------------------------------------

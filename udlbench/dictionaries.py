@@ -83,12 +83,71 @@ class Dense:
         return lipschitz_constant(self.weight)
 
 
+def _polyphase_kernel(weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """``weight`` (C, ch, kh, kw) zero-padded to multiples of ``stride`` and split into its
+    phases: shape (C, ch, stride, stride, m_h, m_w) with ``[..., a, b, i, j] = weight[..., a +
+    stride i, b + stride j]``, ``m = ceil(k / stride)``."""
+    C, ch, kh, kw = weight.shape
+    m_h, m_w = -(-kh // stride), -(-kw // stride)
+    padded = F.pad(weight, (0, stride * m_w - kw, 0, stride * m_h - kh))
+    return padded.reshape(C, ch, m_h, stride, m_w, stride).permute(0, 1, 3, 5, 2, 4)
+
+
+def polyphase_conv2d(X: torch.Tensor, weight: torch.Tensor, *, stride: int) -> torch.Tensor:
+    """``F.conv2d(X, weight, stride=stride)`` computed as a stride-1 convolution of the
+    ``stride^2`` polyphase components of ``X`` (``pixel_unshuffle``) with those of ``weight``.
+
+    Same map (to rounding), but neither it nor its backward needs a strided transposed
+    convolution, which PyTorch's CPU backend runs tens of times slower than a plain convolution
+    (measured: 21 ms against 0.4 ms for 196 signals of 56 x 56 and 32 filters of 11 x 11 at
+    stride 7).
+    ``X`` (n, ch, H, W), ``weight`` (C, ch, kh, kw) -> (n, C, (H - kh) // stride + 1, ...).
+    """
+    C, ch, kh, kw = weight.shape
+    phases = _polyphase_kernel(weight, stride)
+    m_h, m_w = phases.shape[-2:]
+    out_h, out_w = (X.shape[2] - kh) // stride + 1, (X.shape[3] - kw) // stride + 1
+    need_h, need_w = stride * (out_h + m_h - 1), stride * (out_w + m_w - 1)
+    X = X[..., :need_h, :need_w]
+    X = F.pad(X, (0, need_w - X.shape[3], 0, need_h - X.shape[2]))
+    kernel = phases.reshape(C, ch * stride * stride, m_h, m_w)
+    return F.conv2d(F.pixel_unshuffle(X, stride), kernel)
+
+
+def polyphase_conv_transpose2d(
+    Z: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    stride: int,
+    output_padding: int | tuple[int, int] = 0,
+) -> torch.Tensor:
+    """``F.conv_transpose2d(Z, weight, stride=stride, output_padding=output_padding)`` computed
+    as one stride-1 convolution giving the ``stride^2`` output phases, interleaved by
+    ``pixel_shuffle`` (the adjoint of :func:`polyphase_conv2d`; same map to rounding, several
+    times faster on the CPU). ``Z`` (n, C, a, b), ``weight`` (C, ch, kh, kw) ->
+    (n, ch, (a - 1) stride + kh + output_padding, ...)."""
+    C, ch, kh, kw = weight.shape
+    pad_h, pad_w = (output_padding, output_padding) if isinstance(output_padding, int) else (
+        output_padding
+    )
+    phases = _polyphase_kernel(weight, stride)
+    m_h, m_w = phases.shape[-2:]
+    kernel = phases.permute(1, 2, 3, 0, 4, 5).flip(-2, -1)
+    kernel = kernel.reshape(ch * stride * stride, C, m_h, m_w)
+    out = F.pixel_shuffle(F.conv2d(Z, kernel, padding=(m_h - 1, m_w - 1)), stride)
+    size_h = (Z.shape[2] - 1) * stride + kh + pad_h
+    size_w = (Z.shape[3] - 1) * stride + kw + pad_w
+    out = out[..., :size_h, :size_w]
+    return F.pad(out, (0, size_w - out.shape[3], 0, size_h - out.shape[2]))
+
+
 class Convolutional:
     """A convolutional dictionary with filters of shape (n_filters, channels, *kernel).
 
     ``decode`` is the transposed convolution (sum over filters of ``h_c * z_c``) and ``adjoint``
     the correlation ``H^T x``, both with the given stride, so that ``<H z, x> = <z, H^T x>``
-    exactly. One spatial dimension gives a 1-D dictionary, two a 2-D one.
+    exactly. One spatial dimension gives a 1-D dictionary, two a 2-D one; strided 2-D maps run
+    through :func:`polyphase_conv2d` and :func:`polyphase_conv_transpose2d`.
 
     A signal of spatial size ``N`` has codes of size ``(N - K) // stride + 1`` per dimension
     (valid correlation). When ``stride`` does not divide ``N - K`` the last ``(N - K) % stride``
@@ -112,6 +171,8 @@ class Convolutional:
         self.spatial_dims = filters.ndim - 2
         self._conv = F.conv1d if self.spatial_dims == 1 else F.conv2d
         self._conv_t = F.conv_transpose1d if self.spatial_dims == 1 else F.conv_transpose2d
+        if self.spatial_dims == 2 and stride > 1:  # the same maps without strided conv_t
+            self._conv, self._conv_t = polyphase_conv2d, polyphase_conv_transpose2d
 
     @property
     def dtype(self) -> torch.dtype:
@@ -234,4 +295,11 @@ def as_dictionary(D: torch.Tensor | Dictionary, *, name: str = "D") -> Dictionar
     return Dense(D, name=name)
 
 
-__all__ = ["Convolutional", "Dense", "Dictionary", "as_dictionary"]
+__all__ = [
+    "Convolutional",
+    "Dense",
+    "Dictionary",
+    "as_dictionary",
+    "polyphase_conv2d",
+    "polyphase_conv_transpose2d",
+]
