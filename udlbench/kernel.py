@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from udlbench import operators
+
 FORMS = ("auto", "direct", "gram")
 BACKWARDS = ("auto", "autograd", "adjoint")
 ELEMENTWISE_PROXES = ("soft", "hard", "relu")
@@ -88,16 +90,6 @@ def _mask(u: torch.Tensor, b: float, prox: str) -> torch.Tensor:
     if prox == "hard":
         return u.abs() >= b
     return u > b
-
-
-def _prox(u: torch.Tensor, mask: torch.Tensor, b: float, prox: str) -> torch.Tensor:
-    if prox == "soft":
-        shrunk = u - b * torch.sign(u)
-    elif prox == "hard":
-        shrunk = u
-    else:
-        shrunk = u - b
-    return torch.where(mask, shrunk, torch.zeros((), dtype=u.dtype, device=u.device))
 
 
 def momentum_weights(n_layers: int) -> list[float]:
@@ -160,9 +152,9 @@ def run_layers(X, D, z0, z_prev, thresholds, alpha, prox, betas, form, *, sparse
             u = y - alpha * (product(y, G, sparse_below) - C)
         else:
             u = y - alpha * ((product(y, D.T, sparse_below) - X) @ D)
-        mask = _mask(u, b, prox)
-        z_before, z = z, _prox(u, mask, b, prox)
+        z_before, z = z, operators.PROXES[prox](u, b)
         if keep:
+            mask = _mask(u, b, prox)
             masks.append(mask)
             values.append(z.masked_select(mask))
     return z, z_before, masks, values
