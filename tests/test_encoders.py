@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udlbench import data, encoders, lasso
+from udlbench import data, encoders, gradients, lasso
 from udlbench.linalg import lipschitz_constant
 
 pytestmark = pytest.mark.fast
@@ -187,3 +187,42 @@ def test_check_step_false_allows_a_divergent_step_on_purpose():
         check_step=False,
     )
     assert float(z.abs().max()) > 1e3
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("accelerate", [False, True])
+@pytest.mark.parametrize("backward", ["autograd", "adjoint"])
+def test_per_sample_lam_equals_encoding_each_sample_with_its_own_lam(accelerate, backward):
+    """A lam of shape (n,) gives sample i the codes (and, for ae-lasso, the gradient) of a
+    scalar lam_i, with a decay schedule too (float64, 1e-12)."""
+    problem = data.make_sparse(20, 30, 6, 3, seed=0, dtype=torch.float64)
+    X, D = problem.X, data.perturb(problem.D_star, 0.2, seed=1)
+    lam = torch.tensor([0.05, 0.1, 0.2, 0.3, 0.0, 0.15], dtype=torch.float64)
+    options = dict(n_layers=40, alpha=0.1, lam_decay=0.97, accelerate=accelerate)
+    W = D.clone().requires_grad_(True)
+    Z = encoders.unroll(X, W, lam=lam, backward=backward, **options)
+    for i in range(X.shape[0]):
+        alone = encoders.unroll(X[i : i + 1], D, lam=float(lam[i]), **options)
+        assert torch.allclose(Z[i : i + 1].detach(), alone, atol=1e-12, rtol=0)
+    g = gradients.estimate("ae-lasso", X, D, lam=lam, n_layers=40, alpha=0.1, backward=backward,
+                           encoder="fista" if accelerate else "ista", lam_decay=0.97)
+    per_sample = gradients.estimate("ae-lasso", X, D, lam=lam, n_layers=40, alpha=0.1,
+                                    reduction="none", encoder="fista" if accelerate else "ista",
+                                    lam_decay=0.97, backward=backward)
+    assert torch.allclose(per_sample.mean(0), g, atol=1e-12, rtol=0)
+    single = gradients.estimate("ae-lasso", X[2:3], D, lam=0.2, n_layers=40, alpha=0.1,
+                                encoder="fista" if accelerate else "ista", lam_decay=0.97)
+    assert torch.allclose(per_sample[2], single, atol=1e-12, rtol=0)
+
+
+@pytest.mark.fast
+def test_bad_per_sample_lam_is_named():
+    X = torch.randn(4, 5, dtype=torch.float64)
+    D = torch.randn(5, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"one value per sample: shape \(4,\)"):
+        encoders.unroll(X, D, lam=torch.full((3,), 0.1, dtype=torch.float64), n_layers=2)
+    with pytest.raises(ValueError, match="constant torch.float64"):
+        encoders.unroll(X, D, lam=torch.full((4,), 0.1), n_layers=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        negative = torch.tensor([0.1, -0.1, 0.1, 0.1], dtype=torch.float64)
+        encoders.unroll(X, D, lam=negative, n_layers=2)

@@ -79,16 +79,42 @@ def _check_step(alpha: float, dictionary: Dictionary, X: torch.Tensor, family: s
         )
 
 
+def _schedule(
+    lam: float | Sequence[float] | torch.Tensor, n_layers: int, lam_decay: float | None,
+    X: torch.Tensor,
+) -> list[float] | list[torch.Tensor]:
+    """Per-layer lam (:func:`udlbench.operators.lam_schedule`); a 1-D tensor ``lam`` of shape (n,)
+    is one lam per sample, returned per layer as a column broadcasting against the codes."""
+    if not (isinstance(lam, torch.Tensor) and lam.ndim == 1):
+        return lam_schedule(lam, n_layers, lam_decay=lam_decay)
+    check_tensor("lam", lam)
+    if lam.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"a per-sample lam needs one value per sample: shape ({X.shape[0]},); got "
+            f"{tuple(lam.shape)}."
+        )
+    if lam.requires_grad or lam.dtype != X.dtype or lam.device != X.device:
+        raise ValueError(
+            f"a per-sample lam must be a constant {X.dtype} tensor on {X.device} like X; got "
+            f"{lam.dtype} on {lam.device} (requires_grad={lam.requires_grad})."
+        )
+    if bool((lam < 0).any()):
+        raise ValueError("a per-sample lam must be >= 0 for every sample.")
+    column = lam.reshape(-1, *[1] * (X.ndim - 1))
+    return [column * factor for factor in lam_schedule(1.0, n_layers, lam_decay=lam_decay)]
+
+
 def _warn_if_zero(
-    X: torch.Tensor, dictionary: Dictionary, lams: list[float], prox: str, family: str
+    X: torch.Tensor, dictionary: Dictionary, lams: list, prox: str, family: str
 ) -> None:
     if prox != "soft" or family != "gaussian" or not isinstance(dictionary, Dense):
         return
+    smallest = min(float(torch.as_tensor(lam_t).min()) for lam_t in lams)
     with torch.no_grad():
         lam_max = torch.abs(dictionary.adjoint(X)).amax(dim=1)
-    if X.shape[0] and min(lams) >= float(lam_max.max()):
+    if X.shape[0] and smallest >= float(lam_max.max()):
         warnings.warn(
-            f"lam={min(lams):.6g} >= lam_max = max_i ||D^T x_i||_inf = {float(lam_max.max()):.6g}: "
+            f"lam={smallest:.6g} >= lam_max = max_i ||D^T x_i||_inf = {float(lam_max.max()):.6g}: "
             "the lasso code of every sample is identically zero. Choose lam below lam_max.",
             ZeroCodeWarning,
             stacklevel=3,
@@ -139,7 +165,7 @@ def unroll(
     dictionary.check_signal(X)
     check_same_kind(D=dictionary.weight, X=X)
     prox_fn: Prox = get_prox(prox, group_size=group_size)
-    lams = lam_schedule(lam, n_layers, lam_decay=lam_decay)
+    lams = _schedule(lam, n_layers, lam_decay, X)
     if family == "binomial":
         if trials is None:
             raise ValueError("family='binomial' needs trials (the number of trials M per entry).")
@@ -303,8 +329,9 @@ def ista(
         Samples as rows (or signals (n, channels, *size) with a Convolutional D).
     D : Tensor of shape (m, p), or a :class:`udlbench.dictionaries.Convolutional`
         Dictionary, atoms as columns.
-    lam : float or sequence of n_layers floats
-        Regularisation; ``lam_t = lam * lam_decay**t`` when ``lam_decay`` is given.
+    lam : float, sequence of n_layers floats, or Tensor of shape (n,)
+        Regularisation; ``lam_t = lam * lam_decay**t`` when ``lam_decay`` is given. A 1-D
+        tensor gives each sample its own lam (e.g. an oracle schedule per sample).
     n_layers : int
         Number of unrolled layers T >= 1.
     alpha : float, optional

@@ -40,7 +40,7 @@ def estimate(
     X: torch.Tensor,
     D: torch.Tensor,
     *,
-    lam: float,
+    lam: float | torch.Tensor,
     n_layers: int,
     alpha: float | None = None,
     encoder: str = "ista",
@@ -57,8 +57,8 @@ def estimate(
     X : Tensor of shape (n, m)
     D : Tensor of shape (m, p)
     lam, n_layers, alpha
-        Encoder settings (:func:`udlbench.encoders.ista`); ``alpha`` defaults to ``1/L`` with L
-        computed outside the graph.
+        Encoder settings (:func:`udlbench.encoders.ista`; ``lam`` may be a tensor of shape (n,),
+        one per sample); ``alpha`` defaults to ``1/L`` with L computed outside the graph.
     encoder : {"ista", "fista"}
     reduction : {"mean", "none"}
         ``"mean"`` returns the (m, p) average; ``"none"`` the per-sample gradients (n, m, p).
@@ -99,14 +99,18 @@ def estimate(
     else:
         z0 = options.pop("z0", None)
         per_sample = [
-            _backpropagate(
-                kind, X[i : i + 1], D, lam, {**options, "z0": None if z0 is None else z0[i : i + 1]}
-            )
+            _backpropagate(kind, X[i : i + 1], D, _row(lam, i),
+                           {**options, "lam": _row(lam, i), "z0": _row(z0, i)})
             for i in range(X.shape[0])
         ]
         grad = torch.stack([g for g, _ in per_sample])
         Z = torch.cat([z for _, z in per_sample])
     return (grad, Z) if return_codes else grad
+
+
+def _row(value, i: int):
+    """Sample i of a per-sample tensor (kept 2-D or 1-D), anything else unchanged."""
+    return value[i : i + 1] if isinstance(value, torch.Tensor) else value
 
 
 def _backpropagate(kind: str, X: torch.Tensor, D: torch.Tensor, lam: float, options: dict):
@@ -117,7 +121,8 @@ def _backpropagate(kind: str, X: torch.Tensor, D: torch.Tensor, lam: float, opti
         Z = unroll(X, leaf, **options)
         loss = 0.5 * ((X - Z @ leaf.T) ** 2).sum()
         if kind == "ae-lasso":
-            loss = loss + lam * Z.abs().sum()
+            weight = lam.reshape(-1, 1) if isinstance(lam, torch.Tensor) else lam
+            loss = loss + (weight * Z.abs()).sum()
         (grad,) = torch.autograd.grad(loss / X.shape[0], leaf)
     return grad, Z.detach()
 

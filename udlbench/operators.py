@@ -104,8 +104,8 @@ def lam_schedule(
         if lam.ndim:
             raise ValueError(
                 f"lam is a tensor of shape {tuple(lam.shape)}; lam must be a number or a per-layer "
-                "list of n_layers numbers (per-sample lam is not supported: encode the samples "
-                "separately, or apply udlbench.operators.soft_threshold with a tensor threshold)."
+                "list of n_layers numbers here; the encoders (udlbench.encoders.unroll) also take "
+                "a per-sample lam of shape (n,)."
             )
         lam = float(lam)
     if isinstance(lam, int | float):
