@@ -11,6 +11,7 @@ from udlbench import gradients, kernel
 from udlbench.data import make_sparse, perturb
 from udlbench.dictionaries import Convolutional
 from udlbench.encoders import unroll
+from udlbench.throughput import saved_bytes
 
 pytestmark = pytest.mark.fast
 
@@ -108,19 +109,6 @@ def test_auto_form_is_logged(caplog):
     assert any("form" in r.getMessage() for r in caplog.records)
 
 
-def _saved_bytes(fn):
-    """Bytes of the distinct tensors autograd keeps for the backward of ``fn()``."""
-    seen = {}
-
-    def pack(t):
-        seen[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 @pytest.mark.parametrize("form", ["direct", "gram"])
 def test_adjoint_keeps_at_most_a_quarter_of_autograds_memory(form):
     """Memory target of the kernel: saved-for-backward bytes of the adjoint are <= 1/4 of
@@ -128,7 +116,7 @@ def test_adjoint_keeps_at_most_a_quarter_of_autograds_memory(form):
     X, D = _problem(torch.float32, m=60, p=90, n=200)
     W = D.clone().requires_grad_(True)
     run = lambda backward: unroll(X, W, lam=0.1, n_layers=100, form=form, backward=backward)
-    ratio = _saved_bytes(lambda: run("adjoint")) / _saved_bytes(lambda: run("autograd"))
+    ratio = saved_bytes(lambda: run("adjoint")) / saved_bytes(lambda: run("autograd"))
     assert ratio <= 0.25
 
 

@@ -58,11 +58,6 @@ def test_loglog_slope_and_bad_input():
 def test_local_rate_is_the_norm_of_the_exact_local_map():
     """rho_S = ||I - alpha D_S^T D_S||_2 on the support (TMLR 2023, Thm 4.3); 0 for an empty
     support."""
-    import numpy as np
-    import torch
-
-    from udlbench import rates as rates_module
-
     g = torch.Generator().manual_seed(0)
     D = torch.randn(10, 6, generator=g, dtype=torch.float64)
     Z = torch.zeros(2, 6, dtype=torch.float64)
@@ -71,4 +66,4 @@ def test_local_rate_is_the_norm_of_the_exact_local_map():
     S = [1, 4]
     expected = torch.linalg.matrix_norm(
         torch.eye(2, dtype=torch.float64) - alpha * D[:, S].T @ D[:, S], ord=2)
-    assert np.allclose(rates_module.local_rate(D, Z, alpha), [float(expected), 0.0], atol=1e-14)
+    assert np.allclose(rates.local_rate(D, Z, alpha), [float(expected), 0.0], atol=1e-14)

@@ -55,9 +55,7 @@ def test_set_on_a_study_option_is_checked():
 def test_links_of_a_fragment_are_rewritten_into_its_folder():
     fragment = ("<img src='a.png'><a href=\"t.csv\">t</a><a href='#x'>x</a>"
                 "<a href='https://doi.org/1'>d</a><img src='/abs.png'>")
-    rewritten = studies._RELATIVE_LINK.sub(
-        lambda m: f"{m[1]}={m[2]}f/{m[3]}{m[2]}", fragment
-    )
+    rewritten = studies.relink(fragment, "f")
     assert "src='f/a.png'" in rewritten and 'href="f/t.csv"' in rewritten
     assert "href='#x'" in rewritten and "href='https://doi.org/1'" in rewritten
     assert "src='/abs.png'" in rewritten

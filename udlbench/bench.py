@@ -748,7 +748,8 @@ def render(results: BenchResults, out_dir: str | os.PathLike) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from udlbench.report import colours, save_figure, table_html
+    from udlbench.figures import save_figure
+    from udlbench.report import colours, table_html
 
     folder = Path(out_dir)
     (folder / "figures").mkdir(parents=True, exist_ok=True)

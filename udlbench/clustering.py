@@ -47,9 +47,9 @@ from udlbench.digits_interpretability import (
     check_dtype,
     initial_dictionary,
     load_digits_split,
-    save_figure,
     tidy_rows,
 )
+from udlbench.figures import save_figure
 from udlbench.group_sparse import group_norms
 from udlbench.training import PUDLE
 

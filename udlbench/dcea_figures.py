@@ -67,6 +67,7 @@ from udlbench._validation import (
     check_positive_int,
 )
 from udlbench.dictionaries import Convolutional
+from udlbench.figures import save_figure
 from udlbench.training import clock
 
 PARTS = ("fig3", "fig5")
@@ -486,7 +487,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
                     yscale="log", title="(d) inference time, same device")
         axes[3].legend(fontsize=8)
         figure.tight_layout()
-        images.append(_save_figure(figure, out_dir, "dcea_fig3"))
+        images.append(save_figure(figure, out_dir, "dcea_fig3"))
     if (results["part"] == "fig5").any():
         fig5 = results[(results["part"] == "fig5") & (results["metric"] == "error_median")]
         last = fig5[fig5["epoch"] == fig5.groupby(["method", "trials", "seed"])["epoch"]
@@ -506,7 +507,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
                  ylim=(0, 1.05), title="Fig. 5: model misspecification")
         axis.legend(fontsize=7)
         figure.tight_layout()
-        images.append(_save_figure(figure, out_dir, "dcea_fig5"))
+        images.append(save_figure(figure, out_dir, "dcea_fig5"))
     table = summary(results)
     table.to_csv(out_dir / "dcea_summary.csv", index=False)
     sizes = _sizes_sentence(results)
@@ -537,11 +538,6 @@ def _sizes_sentence(results: pd.DataFrame) -> str:
 
 
 
-
-def _save_figure(figure, folder: Path, stem: str) -> str:
-    from udlbench.report import save_figure  # lazily: report imports the study registry
-
-    return save_figure(figure, folder, stem)
 
 __all__ = ["FULL", "PAPER", "PARTS", "QUICK", "WithOffset", "binomial_nll", "check",
            "close_start", "encode", "family_terms", "filter_errors", "gaussian_nll",

@@ -62,12 +62,14 @@ from udlbench import images as image_data
 from udlbench._validation import (
     check_choice,
     check_nonnegative,
+    check_option_keys,
     check_positive,
     check_positive_int,
     check_tensor,
 )
 from udlbench.dictionaries import Convolutional
 from udlbench.encoders import ista
+from udlbench.figures import save_figure
 from udlbench.linalg import largest_eigenvalue
 from udlbench.metrics import psnr
 
@@ -458,11 +460,7 @@ def check(options: dict) -> None:
 
     Keys missing from ``options`` take their :data:`FULL` value; unknown keys are refused.
     """
-    if not isinstance(options, dict):
-        raise ValueError(f"options must be a dict; got {type(options).__name__}.")
-    unknown = sorted(set(options) - set(FULL))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; the valid options are {sorted(FULL)}.")
+    check_option_keys(options, sorted(FULL), required=False)
     o = _merged(options)
     methods = o["methods"]
     valid = isinstance(methods, list | tuple) and methods and all(m in METHODS for m in methods)
@@ -768,15 +766,6 @@ def _label(method: str, prox: str, setting: float) -> str:
     return f"{method} ({'b' if prox == 'hard' else 'λ'} = {setting:g})"
 
 
-def _save_figure(figure, out_dir: Path, stem: str) -> str:
-    import matplotlib.pyplot as plt
-
-    for suffix in (".png", ".svg"):
-        figure.savefig(out_dir / f"{stem}{suffix}", dpi=130, bbox_inches="tight")
-    plt.close(figure)
-    return f"{stem}.png"
-
-
 def _figure6(curves: pd.DataFrame, noisy_psnr: float, out_dir: Path) -> str:
     """Fig. 6 analogue: (a) the Fig. 6a setting, (b) g_dec against g_ae-ls at every lam."""
     import matplotlib.pyplot as plt
@@ -813,7 +802,7 @@ def _figure6(curves: pd.DataFrame, noisy_psnr: float, out_dir: Path) -> str:
         axis.legend(fontsize=8)
     axes[0].set_ylabel("test PSNR [dB]")
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "denoising_fig6")
+    return save_figure(figure, out_dir, "denoising_fig6")
 
 
 def _gradient_figure(results: pd.DataFrame, out_dir: Path) -> str:
@@ -840,7 +829,7 @@ def _gradient_figure(results: pd.DataFrame, out_dir: Path) -> str:
     axes[1].axhline(2.0, color="grey", lw=1, ls=":")
     axes[1].legend(fontsize=7, ncol=2)
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "denoising_gradients")
+    return save_figure(figure, out_dir, "denoising_gradients")
 
 
 def _filters_of(results: pd.DataFrame, seed, method: str, setting: float) -> torch.Tensor:
@@ -891,7 +880,7 @@ def _examples(results: pd.DataFrame, final: pd.DataFrame, out_dir: Path) -> tupl
             axis.axis("off")
     figure.suptitle(f"test image '{name}' (seed {seed}); PSNR against the clean image", fontsize=10)
     figure.tight_layout()
-    examples = _save_figure(figure, out_dir, "denoising_examples")
+    examples = save_figure(figure, out_dir, "denoising_examples")
 
     ls = best[best["method"] == "g_ae-ls"]
     chosen = ls.iloc[0] if len(ls) else best.iloc[0]
@@ -906,7 +895,7 @@ def _examples(results: pd.DataFrame, final: pd.DataFrame, out_dir: Path) -> tupl
             axis.imshow(filters[index].numpy(), cmap="gray")
     title = _label(chosen["method"], chosen["prox"], chosen["setting"])
     figure.suptitle(f"learned filters, {title}", fontsize=9)
-    return examples, _save_figure(figure, out_dir, "denoising_filters")
+    return examples, save_figure(figure, out_dir, "denoising_filters")
 
 
 def _table1_html(final: pd.DataFrame) -> str:

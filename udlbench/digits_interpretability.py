@@ -56,6 +56,7 @@ from udlbench._validation import (
     check_positive_int,
 )
 from udlbench.data import normalize_columns
+from udlbench.figures import save_figure
 from udlbench.training import PUDLE
 
 DIGITS_SCALE = 16.0  # load_digits pixels are integers 0..16
@@ -473,15 +474,6 @@ def _show(ax, image, title: str = "", colour: str | None = None, signed: bool = 
         for spine in ax.spines.values():
             spine.set_edgecolor(colour)
             spine.set_linewidth(2.5)
-
-
-def save_figure(figure, out_dir: Path, stem: str) -> str:
-    import matplotlib.pyplot as plt
-
-    for suffix in (".png", ".svg"):
-        figure.savefig(out_dir / f"{stem}{suffix}", dpi=130, bbox_inches="tight")
-    plt.close(figure)
-    return f"{stem}.png"
 
 
 def _pixels(frame: pd.DataFrame) -> np.ndarray:

@@ -54,6 +54,7 @@ import torch
 
 from udlbench import data, encoders, gradients, metrics
 from udlbench._validation import check_option_keys, check_positive, check_positive_int
+from udlbench.figures import save_figure
 
 #: Quick profile (one CPU core, about two minutes per seed): n = 200 of 950, Gamma = 100 of 500
 #: (THEOREMS.md G-F3's quick variant), N = 2000 of 10,000 (the catalogue's 4000 halved), 300
@@ -296,7 +297,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
         for axis in row[:3]:
             axis.legend(fontsize=8)
     figure.tight_layout()
-    image = _save_figure(figure, out_dir, "group_fig3")
+    image = save_figure(figure, out_dir, "group_fig3")
     table = summary(results)
     table.to_csv(out_dir / "group_fig3_summary.csv", index=False)
     sizes = (f"n = {int(results['signal_dim'].iloc[0])}, N = {int(results['n_samples'].iloc[0])}"
@@ -328,11 +329,6 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
 
 
 
-
-def _save_figure(figure, folder: Path, stem: str) -> str:
-    from udlbench.report import save_figure  # lazily: report imports the study registry
-
-    return save_figure(figure, folder, stem)
 
 __all__ = ["FULL", "PAPER", "QUICK", "best_sparse_bias", "check", "dictionary_error",
            "init_scale", "render", "run", "summary", "train"]

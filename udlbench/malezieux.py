@@ -66,6 +66,7 @@ from udlbench._validation import (
 )
 from udlbench.data import make_malezieux, normalize_columns
 from udlbench.evidence import clopper_pearson
+from udlbench.figures import save_figure
 from udlbench.linalg import lipschitz_constant
 from udlbench.training import clock
 
@@ -675,7 +676,7 @@ def _draw_fig1(part: pd.DataFrame, out_dir: Path) -> str:
                  title=f"sample {i} ({'unstable' if flag else 'stable'}), seed {seed}")
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "malezieux_fig1")
+    return save_figure(figure, out_dir, "malezieux_fig1")
 
 
 def _draw_fig2(part: pd.DataFrame, out_dir: Path) -> str:
@@ -696,7 +697,7 @@ def _draw_fig2(part: pd.DataFrame, out_dir: Path) -> str:
              ylabel="mean_l ||J_l^N - J_l*||_F / err_0",
              title=f"Fig. 2: {count}/{len(unstable)} unstable (red), seed {seed}")
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "malezieux_fig2")
+    return save_figure(figure, out_dir, "malezieux_fig2")
 
 
 def _draw_fig3(part: pd.DataFrame, out_dir: Path) -> str:
@@ -723,7 +724,7 @@ def _draw_fig3(part: pd.DataFrame, out_dir: Path) -> str:
     for axis in (left, middle, right):
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "malezieux_fig3")
+    return save_figure(figure, out_dir, "malezieux_fig3")
 
 
 def _draw_fig4(part: pd.DataFrame, out_dir: Path) -> str:
@@ -759,7 +760,7 @@ def _draw_fig4(part: pd.DataFrame, out_dir: Path) -> str:
     for axis in (left, middle, right):
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "malezieux_fig4")
+    return save_figure(figure, out_dir, "malezieux_fig4")
 
 
 def _draw_fig6(part: pd.DataFrame, out_dir: Path) -> str:
@@ -774,16 +775,11 @@ def _draw_fig6(part: pd.DataFrame, out_dir: Path) -> str:
              title="Fig. 6: stochastic DDL (synthetic)")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    return _save_figure(figure, out_dir, "malezieux_fig6")
+    return save_figure(figure, out_dir, "malezieux_fig6")
 
 
 
 
-
-def _save_figure(figure, folder: Path, stem: str) -> str:
-    from udlbench.report import save_figure  # lazily: report imports the study registry
-
-    return save_figure(figure, folder, stem)
 
 __all__ = [
     "FIGURES", "FULL", "QUICK", "approximate_loss", "backtrack", "check",

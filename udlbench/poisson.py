@@ -48,12 +48,14 @@ from udlbench import images as image_data
 from udlbench._validation import (
     check_choice,
     check_nonnegative,
+    check_option_keys,
     check_positive,
     check_positive_int,
     check_tensor,
 )
 from udlbench.dictionaries import Convolutional
 from udlbench.encoders import working_residual
+from udlbench.figures import save_figure
 from udlbench.linalg import largest_eigenvalue
 from udlbench.metrics import psnr
 from udlbench.operators import relu_threshold
@@ -604,15 +606,7 @@ _INTEGER_OPTIONS = (
 def check(options: dict) -> None:
     """Validate the options of :func:`run`; raise ValueError naming the option, the value and
     what is allowed. Every key of :data:`FULL` is required and no other key is accepted."""
-    if not isinstance(options, dict):
-        raise ValueError(f"options must be a dict; got {type(options).__name__}.")
-    valid = sorted(FULL)
-    unknown = sorted(set(options) - set(FULL))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; the valid options are {valid}.")
-    missing = sorted(set(FULL) - set(options))
-    if missing:
-        raise ValueError(f"missing option(s) {missing}; every one of {valid} is required.")
+    check_option_keys(options, sorted(FULL))
     for name in _INTEGER_OPTIONS:
         check_positive_int(name, options[name])
     check_positive("alpha", options["alpha"])
@@ -929,12 +923,6 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     colours = {"noisy": "0.55", "vst_algebraic": "tab:olive", "vst_exact": "tab:green",
                "dcea_c": "tab:blue", "dcea_uc": "tab:red"}
 
-    def save(figure, stem):
-        for suffix in (".png", ".svg"):
-            figure.savefig(out_dir / f"{stem}{suffix}", dpi=150, bbox_inches="tight")
-        plt.close(figure)
-        return f"{stem}.png"
-
     figure, ax = plt.subplots(figsize=(5.6, 4.0))
     for method in METHODS:
         part = table[table["method"] == method]
@@ -955,7 +943,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     figure.tight_layout()
-    psnr_figure = save(figure, "poisson_psnr_vs_peak")
+    psnr_figure = save_figure(figure, out_dir, "poisson_psnr_vs_peak")
 
     scores = results[(results["metric"] == "psnr_db")]
     curves = scores[scores["method"].isin(["dcea_c", "dcea_uc"])]
@@ -983,7 +971,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     axes[0][0].set_ylabel("test PSNR [dB], mean over images")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    curve_figure = save(figure, "poisson_learning_curves")
+    curve_figure = save_figure(figure, out_dir, "poisson_learning_curves")
 
     inverse = results[results["metric"] == "inverse_error"]
     figure, ax = plt.subplots(figsize=(5.0, 3.6))
@@ -999,7 +987,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     figure.tight_layout()
-    inverse_figure = save(figure, "poisson_vst_inverse")
+    inverse_figure = save_figure(figure, out_dir, "poisson_vst_inverse")
 
     first = results.iloc[0]
     seeds = sorted(results["seed"].unique())

@@ -38,6 +38,7 @@ from udlbench._validation import (
 )
 from udlbench.data import make_sparse, perturb
 from udlbench.encoders import ista
+from udlbench.figures import save_figure
 from udlbench.linalg import lipschitz_constant
 
 QUICK: dict = {
@@ -167,8 +168,6 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from udlbench.report import save_figure
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

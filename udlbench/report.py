@@ -24,6 +24,7 @@ from scipy import stats
 
 from udlbench import evidence as evidence_records
 from udlbench import experiments, studies
+from udlbench.figures import save_figure
 from udlbench.results import ResultsStore
 
 TARGETS = (1e-1, 1e-2, 1e-3, 1e-5)
@@ -149,17 +150,6 @@ def _figure_curves(table: pd.DataFrame, colour: dict[str, str], x: str, title: s
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure, folder: Path, stem: str) -> str:
-    """Write ``figure`` as ``folder/stem.png`` and ``.svg``, close it, return ``"stem.png"``."""
-    import matplotlib.pyplot as plt
-
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for suffix in (".png", ".svg"):
-        figure.savefig(Path(folder) / f"{stem}{suffix}", dpi=130, bbox_inches="tight")
-    plt.close(figure)
-    return f"{stem}.png"
 
 
 def table_html(frame: pd.DataFrame, floats: str = "{:.3g}") -> str:

@@ -86,9 +86,7 @@ def execute(spec: RunSpec, origin: dict) -> pd.DataFrame:
         options.setdefault("seed", spec.seed)
         warm_up = {**options, "max_steps": 2, "record_every": 1}
         methods.build(name, warm_up).fit(problem.X.clone(), problem.D0.clone())
-        on_cuda = problem.X.device.type == "cuda"
-        if on_cuda:
-            torch.cuda.reset_peak_memory_stats(problem.X.device)
+        _reset_peak_memory(spec.device)
         learner = methods.build(name, options)
         learner.fit(
             problem.X,
@@ -97,10 +95,7 @@ def execute(spec: RunSpec, origin: dict) -> pd.DataFrame:
             Z_star=problem.Z_star if "code" in spec.metrics else None,
         )
         table = learner.records_.copy()
-        table["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        table["peak_cuda_mb"] = (
-            torch.cuda.max_memory_allocated(problem.X.device) / 2**20 if on_cuda else float("nan")
-        )
+        table["peak_rss_mb"], table["peak_cuda_mb"] = _peak_memory(spec.device)
     finally:
         torch.set_num_threads(threads)
     return _label(table, spec, origin)
@@ -110,19 +105,26 @@ def execute_study(spec: RunSpec) -> pd.DataFrame:
     """One seed of a study (:mod:`udlbench.studies`) with its peak memory."""
     options = dict(spec.options)
     name = options.pop("method")
-    on_cuda = spec.device.startswith("cuda")
-    if on_cuda:
-        torch.cuda.reset_peak_memory_stats(torch.device(spec.device))
+    _reset_peak_memory(spec.device)
     start = time.perf_counter()
     table = studies.run(name, options, seed=spec.seed, dtype=spec.dtype, device=spec.device)
     table = table.copy()
     table["study_seconds"] = time.perf_counter() - start
-    table["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table["peak_cuda_mb"] = (
-        torch.cuda.max_memory_allocated(torch.device(spec.device)) / 2**20 if on_cuda
-        else float("nan")
-    )
+    table["peak_rss_mb"], table["peak_cuda_mb"] = _peak_memory(spec.device)
     return table
+
+
+def _reset_peak_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+
+
+def _peak_memory(device: str) -> tuple[float, float]:
+    """Peak process RSS and (on a GPU) peak allocated CUDA memory, in MiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not device.startswith("cuda"):
+        return rss, float("nan")
+    return rss, torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
 
 
 def _label(table: pd.DataFrame, spec: RunSpec, origin: dict) -> pd.DataFrame:

@@ -93,8 +93,13 @@ def render(name: str, results: pd.DataFrame, output: Path, folder: str) -> str:
     rewritten relative to ``output`` (where the report's index.html lives)."""
     target = Path(output) / folder
     target.mkdir(parents=True, exist_ok=True)
-    fragment = module(name).render(results, target)
+    return relink(module(name).render(results, target), folder)
+
+
+def relink(fragment: str, folder: str) -> str:
+    """Prefix ``folder/`` to the relative ``src`` / ``href`` links of an HTML fragment (absolute
+    paths, URLs and in-page anchors are left alone)."""
     return _RELATIVE_LINK.sub(lambda m: f"{m[1]}={m[2]}{folder}/{m[3]}{m[2]}", fragment)
 
 
-__all__ = ["STUDIES", "check", "module", "render", "run"]
+__all__ = ["STUDIES", "check", "module", "relink", "render", "run"]

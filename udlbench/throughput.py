@@ -18,7 +18,6 @@ before each clock reading on GPU.
 from __future__ import annotations
 
 import statistics
-import time
 
 import pandas as pd
 import torch
@@ -27,6 +26,7 @@ from udlbench import kernel
 from udlbench.data import make_sparse, perturb
 from udlbench.encoders import unroll
 from udlbench.linalg import lipschitz_constant
+from udlbench.training import clock
 
 VARIANTS = {
     "autograd, direct form": {"backward": "autograd", "form": "direct"},
@@ -35,19 +35,13 @@ VARIANTS = {
 }
 
 
-def _clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def _median_time(fn, device: torch.device, repeats: int) -> float:
     fn()
     times = []
     for _ in range(repeats):
-        start = _clock(device)
+        start = clock(device)
         fn()
-        times.append(_clock(device) - start)
+        times.append(clock(device) - start)
     return statistics.median(times)
 
 
@@ -60,7 +54,9 @@ def matmul_rate(*, size: int = 4096, device: str = "cpu", repeats: int = 3) -> f
     return 2 * size**3 / _median_time(lambda: A @ B, device, repeats)
 
 
-def _saved_bytes(fn) -> int:
+def saved_bytes(fn) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward of ``fn()`` (counted once per
+    storage, through ``torch.autograd.graph.saved_tensors_hooks``)."""
     seen = {}
 
     def pack(t):
@@ -113,7 +109,7 @@ def measure(
             "kernel_gflops_per_s": planned / seconds / 1e9,
             "matmul_gflops_per_s": rate / 1e9,
             "dense_fraction_of_matmul": dense / seconds / rate,
-            "saved_mb": _saved_bytes(forward_only) / 2**20,
+            "saved_mb": saved_bytes(forward_only) / 2**20,
             "final_code_density": density,
         })
     table = pd.DataFrame(rows)
@@ -123,4 +119,4 @@ def measure(
     return table
 
 
-__all__ = ["VARIANTS", "matmul_rate", "measure"]
+__all__ = ["VARIANTS", "matmul_rate", "measure", "saved_bytes"]
