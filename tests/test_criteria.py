@@ -151,7 +151,7 @@ SHRINK = textwrap.dedent(
 def test_full_checks_run_end_to_end_on_a_toy_size(tmp_path):
     """The ``full`` P-DL4 / P-DL5 / P-F15 checks cannot run here (GPU hours), so their plumbing is
     run at a toy size: every check plans, runs and stores its sweep, evaluates its criteria and
-    writes its evidence; at this size a criterion may fail, but only by its own assertion."""
+    writes its evidence and figure; at this size a criterion may fail, but only by its own assertion."""
     (tmp_path / "shrink_full.py").write_text(SHRINK)
     root = Path(__file__).resolve().parents[1]
     evidence = tmp_path / "evidence"
@@ -160,7 +160,7 @@ def test_full_checks_run_end_to_end_on_a_toy_size(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
          "-p", "shrink_full", "-m", "full", str(root / "theorems" / "test_p_full.py"),
-         "--evidence-dir", str(evidence), f"--junitxml={junit}"],
+         "--evidence-dir", str(evidence), "--figures", f"--junitxml={junit}"],
         cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False,
     )
     report = junit.read_text()
@@ -172,5 +172,6 @@ def test_full_checks_run_end_to_end_on_a_toy_size(tmp_path):
     for r in records:
         assert r["measured"]["verdicts"], r["test"]
         assert r["verdict"] in ("holds", "failed")
+        assert [Path(f).suffix for f in r["figures"]] == [".png", ".svg"], r["test"]
     stored = list((evidence / "full-runs").rglob("*.parquet"))
     assert len(stored) >= 4 * 3 * 2 * 2 + 6 * 2 * 2 + 3 * 2 * 2  # fig4 x 4, fig5, fig15 runs

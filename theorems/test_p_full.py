@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from udlbench import criteria, experiments, runner
+from udlbench import criteria, experiments, report, runner
 from udlbench.results import ResultsStore
 
 
@@ -42,7 +42,13 @@ def full_sweep(request, name, seeds, device, *, overrides=(), methods=None):
     return table[table["run_id"].isin({r.run_id for r in runs})]
 
 
-def record(evidence, seeds, finals: pd.DataFrame, verdicts: pd.DataFrame, table) -> None:
+def record(evidence, seeds, finals: pd.DataFrame, verdicts: pd.DataFrame, table, figures,
+           name: str) -> None:
+    """Evidence of a full check; with ``--figures``, the paper figure drawn from the runs."""
+    if figures.enabled:
+        colour = report.colours(list(table["method"].unique()))
+        title = experiments.get(name).title
+        figures(evidence, report.figure_curves(table, colour, "step", title), name)
     evidence.seeds = seeds
     evidence.measure(final_errors=finals.to_dict("records"),
                      verdicts=verdicts.to_dict("records"),
@@ -62,7 +68,8 @@ DL4_FIGURES = {
 @pytest.mark.full
 @pytest.mark.claim("P-DL4", statement="Figs 4b-c, 12, 13, 14 (paper scale)")
 @pytest.mark.parametrize("name", list(DL4_FIGURES))
-def test_P_DL4_full_ae_ls_closest_lasso_accelerates_at_T25(request, name, evidence, seed, device):
+def test_P_DL4_full_ae_ls_closest_lasso_accelerates_at_T25(request, name, evidence, seed, device,
+                                                             figures):
     """THEOREMS.md P-DL4, "Pass (full)": m=50, p=100, s=5, n=10,000, U(1, 2) amplitudes with
     shared signs, alpha = 0.2, lam = 0.2 (0.3 with Fig. 12's 12 dB noise), tau_B = 0.716,
     T in {25, 100}, full-batch Adam (lr 1e-3, eps 1e-8; Fig. 14 sweeps lr in {1e-4, 1e-3, 1e-2},
@@ -76,7 +83,7 @@ def test_P_DL4_full_ae_ls_closest_lasso_accelerates_at_T25(request, name, eviden
     table = full_sweep(request, name, seeds, device)
     finals = criteria.final_errors(table, **DL4_FIGURES[name])
     verdicts = criteria.dl4(finals)
-    record(evidence, seeds, finals, verdicts, table)
+    record(evidence, seeds, finals, verdicts, table, figures, name)
     evidence.predict(order="e_ls <= 0.5 min(e_dec, e_lasso); e_ls < 0.25 initial; "
                      "T=25: e_lasso < e_dec; T=100: e_lasso ~ e_dec (15 %)")
     if name == "pudle-fig4":
@@ -96,7 +103,8 @@ def test_P_DL4_full_ae_ls_closest_lasso_accelerates_at_T25(request, name, eviden
 
 @pytest.mark.full
 @pytest.mark.claim("P-DL5", statement="Figs 5, 16 (paper scale)")
-def test_P_DL5_full_decay_and_HT_reach_D_star_ae_ls_beats_sporco(request, evidence, seed, device):
+def test_P_DL5_full_decay_and_HT_reach_D_star_ae_ls_beats_sporco(request, evidence, seed, device,
+                                                                figures):
     """THEOREMS.md P-DL5, "Pass (full)": m=1000, p=1500, n=50,000, s in {10, 20, 40}, U(1, 2)
     with shared signs, tau_B = 1/ln m, lam = 0.2, alpha = 0.2, T = 100, Adam lr 1e-3 eps 1e-3,
     batch 50, 1000 updates; decay nu = 1 - 0.005 floor(k / 100); HT b = 0.1; NOODL eta_A = 20;
@@ -109,7 +117,7 @@ def test_P_DL5_full_decay_and_HT_reach_D_star_ae_ls_beats_sporco(request, eviden
     table = full_sweep(request, "pudle-fig5", seeds, device)
     finals = criteria.final_errors(table)
     verdicts = criteria.dl5(finals)
-    record(evidence, seeds, finals, verdicts, table)
+    record(evidence, seeds, finals, verdicts, table, figures, "pudle-fig5")
     evidence.predict(final_errors_s20=experiments.get("pudle-fig5").reference["floors_s20"],
                      order="decay, HT < 0.5 ae-ls < ae-ls < SPORCO-AM, AM; decay, HT < 1e-3")
     failed = verdicts[verdicts["asserted"] & ~verdicts["passed"]]
@@ -118,7 +126,7 @@ def test_P_DL5_full_decay_and_HT_reach_D_star_ae_ls_beats_sporco(request, eviden
 
 @pytest.mark.full
 @pytest.mark.claim("P-F15", statement="Fig. 15 (paper scale)")
-def test_P_F15_full_ae_ls_closest_from_arora(request, evidence, seed, device):
+def test_P_F15_full_ae_ls_closest_from_arora(request, evidence, seed, device, figures):
     """THEOREMS.md P-F15 at the paper's size: n = 10,000, m = p = 100, orthogonal D*, 5-sparse
     N(0, 1) codes, lam = 0.05, alpha = 0.2, T in {25, 100}, the pairwise initialisation of Arora
     et al. (baselines.arora), full-batch Adam (lr 1e-3, eps 1e-8) for 600 epochs, 3 seeds (the
@@ -129,7 +137,7 @@ def test_P_F15_full_ae_ls_closest_from_arora(request, evidence, seed, device):
     finals = criteria.final_errors(table, window=100)
     verdicts = criteria.dl4(finals)
     verdicts = verdicts[verdicts["check"] == "ls_vs_others"]
-    record(evidence, seeds, finals, verdicts, table)
+    record(evidence, seeds, finals, verdicts, table, figures, "pudle-fig15")
     evidence.predict(order="e_ls <= 0.5 min(e_dec, e_lasso)")
     failed = verdicts[~verdicts["passed"]]
     assert failed.empty, failed.to_string()

@@ -117,7 +117,10 @@ def paired_gap(table: pd.DataFrame, first: str, second: str) -> dict | None:
             "ci_low": mean - half, "ci_high": mean + half}
 
 
-def _figure_curves(table: pd.DataFrame, colour: dict[str, str], x: str, title: str):
+def figure_curves(table: pd.DataFrame, colour: dict[str, str], x: str, title: str):
+    """The dictionary error of every method of a sweep against updates (``x="step"``) or wall
+    time (``x="time"``), one panel per grid point: the median over seeds with the interquartile
+    band, log scale. ``colour`` maps method labels to colours (:func:`colours`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,7 +299,7 @@ def _experiment_section(name: str, table: pd.DataFrame, colour, output: Path) ->
            f"{html.escape(', '.join(table['dtype'].unique()))}.</p>"]
     stem = name.replace("/", "_")
     for x, label in (("step", "updates"), ("time", "wall time")):
-        figure = _figure_curves(table, colour, x, f"{title} — error against {label}")
+        figure = figure_curves(table, colour, x, f"{title} — error against {label}")
         image = save_figure(figure, output / "figures", f"{stem}_{x}")
         out.append(f"<img src='figures/{image}' "
                    f"alt='{html.escape(name)} error against {label}'>")
