@@ -263,6 +263,65 @@ def test_check_names_the_option_the_value_and_the_range(options, message):
         denoising.check(options)
 
 
+def _write_png(path, shape: tuple[int, ...], seed: int) -> None:
+    import skimage.io
+
+    pixels = np.random.default_rng(seed).integers(0, 255, size=shape, endpoint=True)
+    skimage.io.imsave(path, pixels.astype(np.uint8), check_contrast=False)
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A BSD-style directory: train/ with two gray PNGs, test/ with a gray and a colour PNG
+    (plus a file that is not an image)."""
+    for split in denoising.IMAGE_SPLITS:
+        (tmp_path / split).mkdir()
+    _write_png(tmp_path / "train" / "t2.png", (30, 26), seed=0)
+    _write_png(tmp_path / "train" / "t1.png", (24, 40), seed=1)
+    _write_png(tmp_path / "test" / "zebra.png", (22, 25), seed=2)
+    _write_png(tmp_path / "test" / "house.png", (23, 21, 3), seed=3)
+    (tmp_path / "test" / "README").write_text("not an image")
+    return tmp_path
+
+
+def test_run_reads_the_images_of_image_dir(image_dir, tmp_path_factory):
+    options = {**TINY, "methods": ["g_ae-ls"], "epochs": 1, "crops_per_epoch": 1, "crop": 19,
+               "test_crop": None, "test_draws": 1, "image_dir": str(image_dir)}
+    table = denoising.run(options, seed=0, dtype=torch.float64, device="cpu")
+    psnr = table[table["metric"] == "psnr"]
+    assert list(dict.fromkeys(psnr["image"])) == ["house", "zebra"]  # file stems, sorted
+    assert len(psnr) == 2 * 2  # epochs 0 and 1, two whole test images, one draw
+    assert np.isfinite(psnr["value"]).all()
+    assert (table["image_dir"] == str(image_dir)).all()
+    # the crop may be as large as the smallest training side of the directory (24), not larger
+    with pytest.raises(ValueError, match=r"crop must lie in \[5, 24\] .* got 25"):
+        denoising.check({**options, "crop": 25})
+    # render re-reads the first test image from the directory and names the directory
+    fragment = denoising.render(table, tmp_path_factory.mktemp("report"))
+    assert "2 test images (house, zebra)" in fragment
+    assert str(image_dir / "train") in fragment and "not comparable" not in fragment
+
+
+def test_skimage_runs_record_an_empty_image_dir(tiny_results):
+    assert (tiny_results["image_dir"] == "").all()
+
+
+def test_image_dir_errors_name_the_option(image_dir):
+    for split in denoising.IMAGE_SPLITS:
+        for path in (image_dir / split).iterdir():
+            path.unlink()
+    with pytest.raises(ValueError, match=r"image_dir must be null .* with train/ and test/ "
+                                         r"sub-directories .*train holds no image file; got"):
+        denoising.check({"image_dir": str(image_dir)})
+    _write_png(image_dir / "train" / "a.png", (20, 20), seed=4)
+    (image_dir / "test").rmdir()
+    with pytest.raises(ValueError, match=r"image_dir must be null .*test is not a directory; got"):
+        denoising.check({"image_dir": image_dir})
+    for bad in ("", 3):
+        with pytest.raises(ValueError, match=rf"image_dir must be null .*; got {bad!r}"):
+            denoising.check({"image_dir": bad})
+
+
 def test_run_validates_seed_and_dtype():
     with pytest.raises(ValueError, match="seed must be an integer >= 0; got -1"):
         denoising.run(TINY, seed=-1, dtype=torch.float32, device="cpu")

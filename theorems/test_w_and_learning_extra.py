@@ -10,7 +10,6 @@ with the lasso codes at D*_lam held fixed, g~ the gradient with the generating c
 """
 
 import math
-import os
 import re
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_p_learning import draw_error_curves
 
 from baselines.arora import AroraInitWarning, arora_init
 from baselines.noodl import NOODL
@@ -261,30 +261,6 @@ def test_W_Tab1_workshop_table_differs_from_tmlr_by_at_most_0_20_dB(evidence):
     assert not math.isclose(control_max, 0.20, abs_tol=1e-9)
 
 
-BSD_ENV = "UDLBENCH_BSD_DIR"
-
-
-@pytest.mark.full
-@pytest.mark.claim("P-Tab1", statement="Table 1, Fig. 6 (BSD68 denoising, sigma = 25)")
-def test_P_Tab1_supervised_denoising(evidence):
-    """Full scale only (THEOREMS.md P-Tab1): convolutional dictionary of 64 9x9 filters, stride 4,
-    T = 15, alpha = 0.1, trained on BSD432 and tested on BSD68 at sigma = 25; pass: g^ae-ls >
-    g^dec at every lam, best ae-ls (lam = 0.16) > best HT (b = 0.05), values within 0.3 dB of
-    Table 1, g^ae-lasso unstable at lam = 0.16. BSD is not shipped with any installed package and
-    cannot be downloaded here: the images are taken from the directory named by the environment
-    variable UDLBENCH_BSD_DIR (with train/ and test/ sub-directories), and the check skips when it
-    is unset. udlbench has no supervised convolutional denoising trainer yet (the PUDLE learner
-    takes dense 2-D dictionaries), so even with the images the check skips, saying so."""
-    root = os.environ.get(BSD_ENV)
-    if not root:
-        pytest.skip(f"P-Tab1 needs the BSD432/BSD68 images, which no installed package ships and "
-                    f"which cannot be downloaded here; set {BSD_ENV} to a directory holding them.")
-    if not (Path(root) / "train").is_dir() or not (Path(root) / "test").is_dir():
-        pytest.skip(f"{BSD_ENV}={root} has no train/ and test/ sub-directories of BSD images.")
-    pytest.skip("udlbench has no supervised convolutional denoising trainer (P Sec. 4.4, "
-                "App. C.3) yet; P-Tab1 cannot run even with the BSD images.")
-
-
 # ---------------------------------------------------------------------------------------------
 # Training-based checks (slow tier)
 # ---------------------------------------------------------------------------------------------
@@ -434,7 +410,7 @@ F15_INIT = "pairwise initialisation of Arora, Ge, Ma & Moitra (COLT 2015), basel
 
 @pytest.mark.slow
 @pytest.mark.claim("P-F15", statement="Fig. 15; App. C.1 (Arora-initialised DL)")
-def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, device):
+def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, device, figures):
     """P Fig. 15: initialised close to D*, g^ae-ls converges to a closer neighbourhood of D* than
     g^dec and g^ae-lasso. Set-up (THEOREMS.md P-F15, reduced size): m = p = 50, orthogonal D*,
     s = 5 with N(0, 1) amplitudes, n = 2000, lam = 0.05, alpha = 0.2, T = 25 (of {25, 100}; T = 100
@@ -455,7 +431,7 @@ def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, devic
     (e_ls / min = 0.10); control 0.058-0.060 against 0.5 e_dec = 0.023-0.024."""
     options = dict(lam=0.05, alpha=0.2, n_layers=25, lr=1e-3, adam_eps=1e-8, n_epochs=300,
                    record_every=10)
-    results, seeds = [], [seed(k) for k in range(3)]
+    results, seeds, curves = [], [seed(k) for k in range(3)], {}
     control = None
     for s in seeds:
         problem = data.make_sparse(50, 50, 2000, 5, dictionary="orthogonal", amplitude="normal",
@@ -469,6 +445,9 @@ def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, devic
             learner = training.PUDLE(estimator=estimator, seed=s, **options)
             learner.fit(problem.X, D0, D_star=problem.D_star)
             finals[estimator] = float(learner.records_["error_fro"].iloc[-5:].mean())
+            if s == seeds[0]:
+                records = learner.records_
+                curves[f"g_{estimator}"] = (records["epoch"], records["error_fro"])
         initial = float(learner.records_["error_fro"].iloc[0])
         results.append(dict(seed=s, initial=initial, final=finals, arora_shortfalls=missing))
         if control is None:
@@ -477,6 +456,9 @@ def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, devic
             buggy.fit(problem.X, D0, D_star=problem.D_star)
             control = dict(ls_threshold_bug=float(buggy.records_["error_fro"].iloc[-5:].mean()),
                            dec=finals["dec"])
+    if figures.enabled:
+        title = f"PUDLE Fig. 15, reduced size (m = p = 50, s = 5, T = 25, seed {seeds[0]})"
+        figures(evidence, draw_error_curves(curves, title), "fig15")
     evidence.seeds = seeds
     evidence.measure(runs=results, control=control, initialisation=F15_INIT, n_layers=25,
                      sigma_max_sq_D_star=1.0)
@@ -492,7 +474,7 @@ def test_P_F15_ae_ls_closest_from_the_arora_initialisation(evidence, seed, devic
 @pytest.mark.slow
 @pytest.mark.claim("P-DL5", statement="Figs 5, 16 (quick CPU proxy)")
 def test_P_DL5_decay_and_HT_beat_ae_ls_which_beats_alternating_minimisation(
-        evidence, seed, device):
+        evidence, seed, device, figures):
     """P Sec. 4.3, Figs 5 and 16: g^ae-ls with fixed lam converges to a neighbourhood of D*, closer
     than SPORCO-like alternating minimisation on the lasso; with a decaying lam or hard
     thresholding it converges to D* itself, "similar to NOODL". Quick proxy (THEOREMS.md P-DL5):
@@ -536,6 +518,11 @@ def test_P_DL5_decay_and_HT_beat_ae_ls_which_beats_alternating_minimisation(
         finals[name] = float(records["error_fro"].iloc[-1])
         curves[name] = records["error_fro"].tolist()
         seconds[name] = float(records["time"].iloc[-1])
+    if figures.enabled:
+        shown = {name: (learners[name].records_["step"], curve)
+                 for name, curve in curves.items() if not name.startswith("control")}
+        title = f"PUDLE Figs 5/16, quick proxy (m=100, p=150, s=3, seed {s})"
+        figures(evidence, draw_error_curves(shown, title, xlabel="update"), "fig5")
     e = finals
     evidence.seeds = [s]
     evidence.measure(final_errors=e, error_curves_every_100_updates=curves,

@@ -34,10 +34,13 @@ unsupervised dictionary-learning loss ``0.5 ||y_noisy - x_hat||^2`` instead.
 initialisation; Sec. 4.3 states the N(0, 1) draw); with ``normalize`` they are scaled back to unit
 norm after every update (App. C.2, and the released configuration's default for every run).
 
-**Data.** BSD432 / BSD68 cannot be downloaded here: the study trains on random crops (with random
-flips) of the training photographs of :mod:`udlbench.images` and tests on its test photographs,
-never on a crop of a test image. PSNR follows the released code: the denoised image is clipped
-to [0, 1] and the peak is the clean image's maximum.
+**Data.** BSD432 / BSD68 cannot be downloaded here: by default the study trains on random crops
+(with random flips) of the training photographs of :mod:`udlbench.images` and tests on its test
+photographs, never on a crop of a test image. The option ``image_dir`` names a directory with
+``train/`` and ``test/`` sub-directories of image files instead (the BSD432 / BSD68 layout of
+the paper), read with :func:`udlbench.images.load_directory`; the test images are then named by
+their file stems. PSNR follows the released code: the denoised image is clipped to [0, 1] and
+the peak is the clean image's maximum.
 
 The study contract (``QUICK``, ``FULL``, :func:`check`, :func:`run`, :func:`render`) is the one
 of the ``udlbench run`` / ``udlbench report`` study kind.
@@ -48,6 +51,7 @@ from __future__ import annotations
 import functools
 import html
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -124,6 +128,7 @@ FULL: dict = {
     "test_crop": None,
     "test_draws": 3,
     "eval_every": 1,
+    "image_dir": None,
 }
 
 #: A few CPU minutes for one seed on one core (4.0-4.2 min for the 7 runs): 2 values of lam and
@@ -142,8 +147,11 @@ QUICK: dict = {
     "test_draws": 2,
 }
 
-#: The scalar options copied into every row of the results table.
+#: The scalar options copied into every row of the results table (``test_crop`` as 0 and
+#: ``image_dir`` as "" when they are None).
 SETTINGS = tuple(key for key, value in FULL.items() if not isinstance(value, list))
+#: The sub-directories an ``image_dir`` must hold.
+IMAGE_SPLITS = ("train", "test")
 
 _OPTION_HELP = {
     "methods": f"a non-empty list of labels from {list(METHODS)}",
@@ -152,6 +160,9 @@ _OPTION_HELP = {
     "lam_ae_lasso": "a list of numbers > 0 (lam of g_ae-lasso)",
     "target": f"one of {list(TARGETS)}",
     "test_crop": "null (whole test images) or an integer >= the kernel size",
+    "image_dir": "null (the skimage photographs of udlbench.images) or the path of a directory "
+    "with train/ and test/ sub-directories that each hold image files "
+    f"({', '.join(image_data.IMAGE_SUFFIXES)})",
 }
 
 
@@ -445,10 +456,42 @@ def step_bound(filters: torch.Tensor, *, stride: int, size: Sequence[int]) -> fl
 # --------------------------------------------------------------------------- options
 
 
+def _split_images(
+    image_dir: str | None, split: str, dtype: torch.dtype
+) -> tuple[list[str], list[torch.Tensor]]:
+    """Names and (H, W) images of ``split`` ("train" or "test"): the fixed skimage split of
+    :mod:`udlbench.images` when ``image_dir`` is None, else the files of ``image_dir/split``."""
+    if image_dir is None:
+        return list(image_data.SPLIT[split]), image_data.load_split(split, dtype=dtype)
+    pairs = image_data.load_directory(Path(image_dir) / split, dtype=dtype)
+    return [name for name, _ in pairs], [image for _, image in pairs]
+
+
 @functools.cache
-def _smallest_side(split: str) -> int:
+def _smallest_side(split: str, image_dir: str | None) -> int:
     """The shortest side among the images of ``split`` (the largest crop they all allow)."""
-    return min(min(image.shape) for image in image_data.load_split(split))
+    return min(min(image.shape) for image in _split_images(image_dir, split, torch.float32)[1])
+
+
+def _image_dir(value: object) -> str | None:
+    """The ``image_dir`` option as an absolute path string (None stays None); ValueError naming
+    it."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ValueError(f"image_dir must be {_OPTION_HELP['image_dir']}; got {value!r}.")
+    for split in IMAGE_SPLITS:
+        folder = Path(value) / split
+        if not folder.is_dir():
+            problem = f"{folder} is not a directory"
+        elif not image_data.image_files(folder):
+            problem = f"{folder} holds no image file"
+        else:
+            continue
+        raise ValueError(
+            f"image_dir must be {_OPTION_HELP['image_dir']}; {problem}; got {value!r}."
+        )
+    return os.path.abspath(value)
 
 
 def _merged(options: dict) -> dict:
@@ -485,8 +528,9 @@ def check(options: dict) -> None:
     check_choice("target", o["target"], TARGETS)
     if not isinstance(o["normalize"], bool):
         raise ValueError(f"normalize must be true or false; got {o['normalize']!r}.")
+    image_dir = _image_dir(o["image_dir"])
     smallest = max(o["kernel"], 3 * o["stride"] - 1)
-    largest = _smallest_side("train")
+    largest = _smallest_side("train", image_dir)
     if not smallest <= o["crop"] <= largest:
         raise ValueError(
             f"crop must lie in [{smallest}, {largest}] (at least the kernel and 3 * stride - 1, "
@@ -494,7 +538,7 @@ def check(options: dict) -> None:
         )
     test_crop = o["test_crop"]
     if test_crop is not None:
-        largest = _smallest_side("test")
+        largest = _smallest_side("test", image_dir)
         check_positive_int("test_crop", test_crop)
         if not smallest <= test_crop <= largest:
             raise ValueError(
@@ -536,11 +580,8 @@ def _centre(image: torch.Tensor, size: int | None) -> torch.Tensor:
 def _test_set(o: dict, seed: int, dtype: torch.dtype, device: str):
     """Clean test images (centre crops with ``test_crop``) and their noisy versions per draw;
     the draws depend on the seed only, so every method and epoch sees the same noise."""
-    names = list(image_data.SPLIT["test"])
-    clean = [
-        _centre(image, o["test_crop"]).to(device)[None, None]
-        for image in image_data.load_split("test", dtype=dtype)
-    ]
+    names, images = _split_images(_image_dir(o["image_dir"]), "test", dtype)
+    clean = [_centre(image, o["test_crop"]).to(device)[None, None] for image in images]
     sigma = o["sigma"] / 255
     noisy = [
         [
@@ -690,14 +731,15 @@ def run(
           in float64);
         * ``value``;
         * the scalar options of :data:`SETTINGS` (``sigma`` on the 0-255 scale, ``test_crop``
-          0 for whole images) and ``seed``, so that :func:`render` can rebuild the models.
+          0 for whole images, ``image_dir`` as an absolute path, "" for the skimage photographs) and
+          ``seed``, so that :func:`render` can rebuild the models.
     """
     check(options)
     check_positive_int("seed", seed, minimum=0)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}.")
     o = _merged(options)
-    train_images = image_data.load_split("train", dtype=dtype)
+    _, train_images = _split_images(_image_dir(o["image_dir"]), "train", dtype)
     test_set = _test_set(o, seed, dtype, device)
     names, clean, noisy = test_set
     rows = []
@@ -718,6 +760,7 @@ def run(
     for key in SETTINGS:
         table[key] = o[key]
     table["test_crop"] = o["test_crop"] or 0
+    table["image_dir"] = _image_dir(o["image_dir"]) or ""
     table["seed"] = seed
     return table
 
@@ -841,6 +884,29 @@ def _filters_of(results: pd.DataFrame, seed, method: str, setting: float) -> tor
     return torch.tensor(rows["value"].to_numpy(), dtype=torch.float64).reshape(shape)
 
 
+def _stored_image_dir(results: pd.DataFrame) -> str | None:
+    """The ``image_dir`` of a results table (None for the skimage photographs, and for tables
+    written before the option existed)."""
+    value = results["image_dir"].iloc[0] if "image_dir" in results.columns else None
+    return value if isinstance(value, str) and value else None
+
+
+def _first_test_image(results: pd.DataFrame) -> tuple[str, torch.Tensor]:
+    """Name and (H, W) float64 image of the first test image of the results (re-read from the
+    stored ``image_dir``, which must still exist, or from skimage)."""
+    name = str(results.loc[results["metric"] == "psnr", "image"].iloc[0])
+    image_dir = _stored_image_dir(results)
+    if image_dir is None:
+        return name, image_data.load(name, dtype=torch.float64)
+    names, images = _split_images(_image_dir(image_dir), "test", torch.float64)
+    if name not in names:
+        raise ValueError(
+            f"the results' test image {name!r} is no longer in {Path(image_dir) / 'test'}; "
+            "render needs the directory the results were computed from."
+        )
+    return name, images[names.index(name)]
+
+
 def _examples(results: pd.DataFrame, final: pd.DataFrame, out_dir: Path) -> tuple[str, str]:
     """Noisy / denoised / clean test image for the best setting of every method (first seed),
     and the learned filters of the best g_ae-ls; the noise is draw 0 of the evaluation."""
@@ -848,10 +914,10 @@ def _examples(results: pd.DataFrame, final: pd.DataFrame, out_dir: Path) -> tupl
 
     first = results.iloc[0]
     seed = results["seed"].min()
-    options = {key: first[key] for key in SETTINGS}
+    options = {key: first[key] for key in SETTINGS if key != "image_dir"}
     options["test_crop"] = int(first["test_crop"]) or None
-    name = image_data.SPLIT["test"][0]
-    clean = _centre(image_data.load(name, dtype=torch.float64), options["test_crop"])[None, None]
+    name, image = _first_test_image(results)
+    clean = _centre(image, options["test_crop"])[None, None]
     noisy = image_data.gaussian_noise(
         clean,
         sigma=float(options["sigma"]) / 255,
@@ -989,7 +1055,8 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     g_ae-ls), ``denoising_gradients`` (largest gradient norm and ``alpha ||H||^2`` per epoch),
     ``denoising_examples`` (noisy / denoised / clean, rebuilt from the stored final filters of the
     first seed), ``denoising_filters``; ``denoising_table1.csv`` (final PSNR per method and
-    setting next to the paper's) and ``denoising_curves.csv``.
+    setting next to the paper's) and ``denoising_curves.csv``. Results computed with an
+    ``image_dir`` re-read their first test image from that directory for the examples figure.
     """
     import matplotlib
 
@@ -1018,17 +1085,26 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     seeds = sorted(results["seed"].unique().tolist())
     test = (f"centre {int(first['test_crop'])}×{int(first['test_crop'])} crops of"
             if int(first["test_crop"]) else "the whole")
+    image_dir = _stored_image_dir(results)
+    test_names = list(dict.fromkeys(results.loc[results["metric"] == "psnr", "image"]))
+    shown = ", ".join(test_names[:8]) + (", ..." if len(test_names) > 8 else "")
+    if image_dir is None:
+        train = f"{len(image_data.SPLIT['train'])} training photographs of skimage.data"
+        caveat = ("The data, image sizes and training length differ, so the PSNR values are not "
+                  "comparable and nothing here claims to reproduce Table 1; only the orderings "
+                  "between methods are compared.")
+    else:
+        train = f"the training images of {Path(image_dir) / 'train'}"
+        caveat = ("The values are comparable with Table 1 only if these directories hold BSD432 "
+                  "and BSD68 and the other settings are the paper's.")
     setup = (
-        f"Measured: {len(image_data.SPLIT['train'])} training photographs of skimage.data "
+        f"Measured: {train} "
         f"(random {int(first['crop'])}×{int(first['crop'])} crops with flips, "
         f"{int(first['crops_per_epoch'])} updates of batch {int(first['batch_size'])} per epoch, "
         f"{int(first['epochs'])} epochs, Adam lr {float(first['lr']):g}) and {test} "
-        f"{len(image_data.SPLIT['test'])} test photographs ({', '.join(image_data.SPLIT['test'])}"
-        "), "
+        f"{len(test_names)} test images ({shown}), "
         f"loss target: {first['target']} image, seeds {seeds}. Paper: BSD432 / BSD68, 129×129 "
-        "crops, 432 updates per epoch, 250 epochs, lr 1e-4. The data, image sizes and training "
-        "length differ, so the PSNR values are not comparable and nothing here claims to "
-        "reproduce Table 1; only the orderings between methods are compared."
+        f"crops, 432 updates per epoch, 250 epochs, lr 1e-4. {caveat}"
     )
     findings = _findings(final, curves, results, noisy_psnr)
     return "".join([
