@@ -151,7 +151,8 @@ SHRINK = textwrap.dedent(
 def test_full_checks_run_end_to_end_on_a_toy_size(tmp_path):
     """The ``full`` P-DL4 / P-DL5 / P-F15 checks cannot run here (GPU hours), so their plumbing is
     run at a toy size: every check plans, runs and stores its sweep, evaluates its criteria and
-    writes its evidence and figure; at this size a criterion may fail, but only by its own assertion."""
+    writes its evidence and figure; at this size a criterion may fail, but only by its own
+    assertion."""
     (tmp_path / "shrink_full.py").write_text(SHRINK)
     root = Path(__file__).resolve().parents[1]
     evidence = tmp_path / "evidence"
