@@ -24,7 +24,7 @@ from udlbench import denoising, images
 BSD_ENV = "UDLBENCH_BSD_DIR"
 TABLE1_TOLERANCE_DB = 0.3  # THEOREMS.md P-Tab1: "Values within +-0.3 dB of the table"
 FAILED_DENOISING_DB = 20.0  # P-Tab1: g^ae-lasso "below 20 dB for more than half of the epochs"
-PROXY_MARGIN_DB = 0.5  # CPU proxy: g^ae-ls above g^dec by this much (measured margins >= 0.99)
+PROXY_MARGIN_DB = 0.5  # CPU proxy: g^ae-ls above g^dec by this much (measured 0.70-2.38, seeds 0-4)
 PROXY_METHODS = ["g_dec", "g_ae-ls"]
 
 
@@ -187,7 +187,8 @@ def test_P_Tab1_ae_ls_denoises_better_than_dec_cpu_proxy(evidence, seed, device,
     20.70 / 21.75 / 21.63 (margins +1.92 / +1.05 / +1.15); lam = 0.16: 22.20 / 22.44 / 22.49
     against 19.83 / 21.40 / 21.50 (+2.37 / +1.04 / +0.99). Every seed and lam has g_ae-ls above
     g_dec by about 1 dB or more, so the ordering is asserted per seed and lam with a margin of
-    0.5 dB.
+    0.5 dB. Base seed 2 (seeds 2 / 3 / 4): margins +1.15 / +1.20 / +0.73 at lam = 0.12 and
+    +0.99 / +2.00 / +0.70 at lam = 0.16, control -10.5 dB; seed 4 is the closest to the band.
 
     Negative control (first seed, lam = 0.16): g_ae-ls with the threshold bug -- lam / alpha
     handed to the encoder as lam, so the soft threshold is lam instead of alpha lam (10x too
