@@ -33,17 +33,17 @@ def _key(method: str, setting: float) -> str:
 
 
 def psnr_by_epoch(table: pd.DataFrame) -> pd.Series:
-    """Test PSNR per (method, setting, epoch), averaged over the test images and noise draws; the
-    setting is lam for soft-thresholding and b for HT."""
-    rows = table[table["metric"] == "psnr"]
-    setting = rows["lam"].where(rows["prox"] != "hard", rows["b"]).rename("setting")
-    return rows.groupby([rows["method"], setting, rows["epoch"]])["value"].mean()
+    """Test PSNR per (method, setting, epoch), averaged over the test images and noise draws
+    (:func:`udlbench.denoising.curves`); the setting is lam for soft-thresholding and b for HT."""
+    curves = denoising.curves(denoising.scores(table))
+    return curves.set_index(["method", "setting", "epoch"])["psnr"]
 
 
 def final_psnr(table: pd.DataFrame) -> dict[tuple[str, float], float]:
-    """The last evaluated epoch of every (method, setting) run of :func:`psnr_by_epoch`."""
-    curves = psnr_by_epoch(table)
-    return {run: float(curve.iloc[-1]) for run, curve in curves.groupby(level=[0, 1])}
+    """The last evaluated PSNR of every (method, setting) run (:func:`udlbench.denoising.final`)."""
+    final = denoising.final(denoising.scores(table))
+    return {(m, float(s)): float(v)
+            for m, s, v in zip(final["method"], final["setting"], final["psnr"], strict=True)}
 
 
 def curve_of(curves: pd.Series, method: str, setting: float) -> dict[int, float]:

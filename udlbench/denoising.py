@@ -773,31 +773,34 @@ def _setting(frame: pd.DataFrame) -> pd.Series:
     return frame["lam"].where(frame["prox"] != "hard", frame["b"])
 
 
-def _scores(results: pd.DataFrame) -> pd.DataFrame:
-    """Test PSNR averaged over the test images: one row per (seed, method, setting, epoch, draw)."""
+def scores(results: pd.DataFrame) -> pd.DataFrame:
+    """Test PSNR averaged over the test images: one row per (seed, method, setting, epoch, draw),
+    ``setting`` being lam for soft-thresholding and b for HT (a table of :func:`run`)."""
     scores = results[results["metric"] == "psnr"].copy()
     scores["setting"] = _setting(scores)
     keys = ["seed", "method", "prox", "setting", "epoch", "draw"]
     return scores.groupby(keys, as_index=False)["value"].mean()
 
 
-def _curves(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds and noise draws of the test PSNR per epoch."""
-    grouped = scores.groupby(["method", "prox", "setting", "epoch"])["value"]
+def curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean (``psnr``) and standard deviation over seeds and noise draws of the test PSNR per
+    (method, prox, setting, epoch), from :func:`scores`."""
+    grouped = table.groupby(["method", "prox", "setting", "epoch"])["value"]
     return grouped.agg(psnr="mean", sd="std", n="count").reset_index()
 
 
-def _final(scores: pd.DataFrame) -> pd.DataFrame:
-    """The last evaluation of every run: mean PSNR, sd over draws (within a seed, averaged over
-    seeds) and sd over seeds (of the per-seed means)."""
-    last = scores.groupby(["seed", "method", "setting"])["epoch"].transform("max")
-    final = scores[scores["epoch"] == last]
-    per_seed = final.groupby(["method", "prox", "setting", "seed"])["value"].agg(["mean", "std"])
-    table = per_seed.groupby(["method", "prox", "setting"]).agg(
+def final(table: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of every run, from :func:`scores`: mean PSNR (``psnr``), sd over draws
+    (within a seed, averaged over seeds) and sd over seeds (of the per-seed means)."""
+    last = table.groupby(["seed", "method", "setting"])["epoch"].transform("max")
+    last_rows = table[table["epoch"] == last]
+    per_seed = last_rows.groupby(["method", "prox", "setting", "seed"])["value"]
+    per_seed = per_seed.agg(["mean", "std"])
+    summary = per_seed.groupby(["method", "prox", "setting"]).agg(
         psnr=("mean", "mean"), sd_draws=("std", "mean"), sd_seeds=("mean", "std"),
         n_seeds=("mean", "count"),
     )
-    return table.reset_index()
+    return summary.reset_index()
 
 
 def _closest(values, wanted: float) -> float | None:
@@ -1066,20 +1069,20 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
     if not len(results[results["metric"] == "psnr"]):
         raise ValueError("results has no 'psnr' rows; pass the tables returned by run().")
     noisy_psnr = float(results.loc[results["metric"] == "psnr_noisy", "value"].mean())
-    scores = _scores(results)
-    curves = _curves(scores)
-    final = _final(scores)
-    curves.to_csv(out_dir / "denoising_curves.csv", index=False)
+    test_scores = scores(results)
+    psnr_curves = curves(test_scores)
+    final_table = final(test_scores)
+    psnr_curves.to_csv(out_dir / "denoising_curves.csv", index=False)
     paper = [PAPER_TABLE1.get(m, {}).get(round(float(s), 6), (math.nan, math.nan))
-             for m, s in zip(final["method"], final["setting"], strict=True)]
-    table = final.assign(parameter=np.where(final["prox"] == "hard", "b", "lam"),
+             for m, s in zip(final_table["method"], final_table["setting"], strict=True)]
+    table = final_table.assign(parameter=np.where(final_table["prox"] == "hard", "b", "lam"),
                          paper_psnr=[p[0] for p in paper],
                          paper_parenthesised=[p[1] for p in paper])
     table.to_csv(out_dir / "denoising_table1.csv", index=False)
 
-    fig6 = _figure6(curves, noisy_psnr, out_dir)
+    fig6 = _figure6(psnr_curves, noisy_psnr, out_dir)
     gradients = _gradient_figure(results, out_dir)
-    examples, filters = _examples(results, final, out_dir)
+    examples, filters = _examples(results, final_table, out_dir)
 
     first = results.iloc[0]
     seeds = sorted(results["seed"].unique().tolist())
@@ -1106,7 +1109,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
         f"loss target: {first['target']} image, seeds {seeds}. Paper: BSD432 / BSD68, 129×129 "
         f"crops, 432 updates per epoch, 250 epochs, lr 1e-4. {caveat}"
     )
-    findings = _findings(final, curves, results, noisy_psnr)
+    findings = _findings(final_table, psnr_curves, results, noisy_psnr)
     return "".join([
         "<section id='denoising'>",
         "<h2>Gaussian image denoising with a convolutional unrolled dictionary "
@@ -1116,7 +1119,7 @@ def render(results: pd.DataFrame, out_dir: Path) -> str:
         f"{PAPER_NOISY_PSNR:.2f} dB in the paper. Cells: measured mean over seeds and noise "
         "draws ± sd over noise draws [sd over seeds], then the paper's value (its printed "
         "parenthesised number).</p>",
-        _table1_html(final),
+        _table1_html(final_table),
         "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in findings) + "</ul>",
         f"<img src='{fig6}' alt='test PSNR per epoch'>",
         f"<img src='{gradients}' alt='gradient norm and step bound per epoch'>",
