@@ -50,7 +50,7 @@ def test_final_errors_average_the_window_and_keep_the_start():
     assert finals.loc[1, "initial"] == pytest.approx(0.3)
     last = criteria.final_errors(table).set_index("seed")
     assert last.loc[0, "final"] == pytest.approx(0.09)
-    assert (finals["setting"] == "").all()
+    assert (finals["setting"] == "all runs").all()
 
 
 def test_final_errors_window_in_updates():

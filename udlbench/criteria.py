@@ -24,23 +24,13 @@ import math
 import numpy as np
 import pandas as pd
 
+from udlbench.results import point_labels
+
 #: Method labels of the registered PUDLE experiments (``udlbench.experiments``).
 LS, LASSO, DEC = "ae-ls", "ae-lasso", "dec"
 DECAY, HT, AM, SPORCO_AM = "ae-ls-decay", "ae-ls-ht", "am", "sporco-am"
 
 _COLUMNS = ["check", "setting", "seed", "value", "bound", "passed"]
-
-
-def _setting_of(table: pd.DataFrame) -> pd.Series:
-    """The grid point of every row as one label ("n_layers=25, batch_size=4"); "" without a grid."""
-    axes = sorted(c for c in table.columns if c.startswith("grid."))
-    if not axes:
-        return pd.Series("", index=table.index)
-    parts = [c.rsplit(".", 1)[-1] + "=" + table[c].astype(str) for c in axes]
-    label = parts[0]
-    for part in parts[1:]:
-        label = label + ", " + part
-    return label
 
 
 def final_errors(
@@ -71,7 +61,9 @@ def final_errors(
     -------
     pandas.DataFrame
         One row per (``setting``, ``method``, ``seed``) with ``initial`` (the first record) and
-        ``final``; a run with a non-finite error anywhere in the window has ``final = inf``.
+        ``final``; ``setting`` is the run's grid point (:func:`udlbench.results.point_label`,
+        e.g. ``"n_layers=25"``); a run with a non-finite error anywhere in the window has
+        ``final = inf``.
     """
     missing = {"method", "seed", "epoch", "step", metric} - set(table.columns)
     if missing:
@@ -80,7 +72,7 @@ def final_errors(
         raise ValueError(f"window must be a positive number of {unit}s or None; got {window!r}.")
     if unit not in ("epoch", "step"):
         raise ValueError(f"unit must be 'epoch' or 'step'; got {unit!r}.")
-    frame = table.assign(setting=_setting_of(table)).sort_values("step", kind="stable")
+    frame = table.assign(setting=point_labels(table)).sort_values("step", kind="stable")
     rows = []
     for (setting, method, seed), run in frame.groupby(["setting", "method", "seed"], sort=True):
         errors = run[metric].to_numpy(dtype=float)
@@ -168,11 +160,13 @@ def dl4(finals: pd.DataFrame, *, n_layers_column: str = "n_layers",
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-def dl5(finals: pd.DataFrame, *, asserted: str = "s=20", floor: float = 1e-3) -> pd.DataFrame:
+def dl5(
+    finals: pd.DataFrame, *, asserted: str = "dataset.s=20", floor: float = 1e-3
+) -> pd.DataFrame:
     """THEOREMS.md P-DL5, "Pass (full)" (PUDLE Figs 5 and 16).
 
     For every seed of the settings whose label contains ``asserted`` (the catalogue asserts
-    s = 20 of s in {10, 20, 40}):
+    s = 20 of s in {10, 20, 40}, the grid axis ``dataset.s`` of the experiment pudle-fig5):
 
     * ``decay_vs_ls`` and ``ht_vs_ls``: (i), (ii) ``e_decay / e_ls < 0.5``, ``e_HT / e_ls < 0.5``;
     * ``ls_vs_sporco_am`` and ``ls_vs_am``: (iii) ``e_ls / e_AM < 1`` for SPORCO-style and

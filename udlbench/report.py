@@ -25,7 +25,7 @@ from scipy import stats
 from udlbench import evidence as evidence_records
 from udlbench import experiments, studies
 from udlbench.figures import save_figure
-from udlbench.results import ResultsStore
+from udlbench.results import ResultsStore, grid_columns, point_label
 
 TARGETS = (1e-1, 1e-2, 1e-3, 1e-5)
 ERROR = "error_fro"
@@ -38,22 +38,8 @@ def colours(labels: list[str]) -> dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
 
 
-def _grid_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.startswith("grid.") and table[c].notna().any()]
-
-
-def _point_label(point: tuple, columns: list[str]) -> str:
-    parts = []
-    for column, value in zip(columns, point, strict=True):
-        if isinstance(value, str) and value.startswith("{"):  # a merged section, e.g. sizes
-            parts += [f"{k}={v}" for k, v in json.loads(value).items()]
-        else:
-            parts.append(f"{column[5:].replace('methods.*.', '')}={value}")
-    return ", ".join(parts) or "all runs"
-
-
 def _groups(table: pd.DataFrame):
-    columns = _grid_columns(table)
+    columns = grid_columns(table)
     if not columns:
         yield (), columns, table
         return
@@ -76,7 +62,7 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
                 valid = steps > 0
                 per_step += list((times[valid] / steps[valid]).to_numpy())
             row = {
-                "point": _point_label(point, columns),
+                "point": point_label(point, columns),
                 "method": method,
                 "seeds": int(last["seed"].nunique()),
                 "updates": int(last["step"].median()),
@@ -102,9 +88,9 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
 def paired_gap(table: pd.DataFrame, first: str, second: str) -> dict | None:
     """Relative gap of final errors ``(e_second - e_first) / e_first`` paired by seed and grid
     point, with its mean and a 95 % t confidence interval."""
-    last = table.sort_values("step").groupby(["method", "seed", *(_grid_columns(table))],
+    last = table.sort_values("step").groupby(["method", "seed", *(grid_columns(table))],
                                              dropna=False).tail(1)
-    keys = ["seed", *_grid_columns(table)]
+    keys = ["seed", *grid_columns(table)]
     a = last[last["method"] == first].set_index(keys)[ERROR]
     b = last[last["method"] == second].set_index(keys)[ERROR]
     joined = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
@@ -146,7 +132,7 @@ def figure_curves(table: pd.DataFrame, colour: dict[str, str], x: str, title: st
         if x == "time":
             ax.set_xscale("log")
         ax.set_xlabel("updates" if x == "step" else "wall time of the updates [s]")
-        ax.set_title(_point_label(point, columns), fontsize=9)
+        ax.set_title(point_label(point, columns), fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     axes[0][0].set_ylabel("relative dictionary error ||D - D*||_F / ||D*||_F")
     axes[0][-1].legend(fontsize=8, loc="best")

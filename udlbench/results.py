@@ -28,6 +28,33 @@ from udlbench import __version__
 FORMAT = 1
 
 
+
+def grid_columns(table: pd.DataFrame) -> list[str]:
+    """The ``grid.*`` columns of a results table that hold a value (the swept axes)."""
+    return [c for c in table.columns if c.startswith("grid.") and table[c].notna().any()]
+
+
+def point_label(point: tuple, columns: list[str]) -> str:
+    """A grid point as ``"n_layers=25, budget.batch_size=4"``: the axis without ``grid.`` and
+    ``methods.*.``; a swept whole section (stored as JSON) gives one ``key=value`` per key; a table
+    without a grid gives ``"all runs"``."""
+    parts = []
+    for column, value in zip(columns, point, strict=True):
+        if isinstance(value, str) and value.startswith("{"):  # a merged section, e.g. sizes
+            parts += [f"{k}={v}" for k, v in json.loads(value).items()]
+        else:
+            parts.append(f"{column[5:].replace('methods.*.', '')}={value}")
+    return ", ".join(parts) or "all runs"
+
+
+def point_labels(table: pd.DataFrame) -> pd.Series:
+    """The :func:`point_label` of every row of a results table."""
+    columns = grid_columns(table)
+    return pd.Series([point_label(tuple(values), columns)
+                      for values in table[columns].itertuples(index=False)],
+                     index=table.index, dtype=object)
+
+
 class IncompatibleStoreError(RuntimeError):
     """A results directory written by an incompatible version of udlbench."""
 
